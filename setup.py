@@ -1,0 +1,24 @@
+"""pip install of anyref_ros (used by `make setup` as an editable install).
+
+In a ROS 2 workspace the package is built by colcon through CMakeLists.txt
+instead; both install the same Python package and the same commands.
+The Python dependencies are listed in requirements/*.txt (ROS 2 wheels,
+PyTorch pinned, the model stack); see README.
+"""
+
+from setuptools import find_packages, setup
+
+ENTRY_POINTS = [
+    # Keep in sync with ANYREF_ENTRY_POINTS in CMakeLists.txt.
+]
+
+setup(
+    name="anyref_ros",
+    version="0.1.0",
+    description='Find "the thing I mean": AnyRef referring segmentation as a ROS 2 node',
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["anyref_ros", "anyref_ros.*"]),
+    package_data={"anyref_ros": ["py.typed"]},
+    entry_points={"console_scripts": ENTRY_POINTS},
+)
