@@ -1,0 +1,191 @@
+"""Segmentation metrics: referring segmentation (cIoU, gIoU) and AVSBench
+(mIoU, F-score with beta^2 = 0.3).
+
+All masks are H x W arrays; boolean masks are used as they are, probability
+maps are floats in [0, 1]. Text metrics (exact match, CIDEr-D, METEOR) live
+in :mod:`anyref_ros.evaluation.text_metrics` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .text_metrics import MetricUnavailable, cider_d, exact_match, meteor, normalise_text
+
+__all__ = [
+    "AVSAccumulator", "MetricUnavailable", "ReferringAccumulator", "avs_frame_iou", "cider_d",
+    "exact_match", "fscore_binary", "fscore_sweep", "intersection_union", "iou", "meteor", "normalise_text",
+]
+
+FSCORE_BETA2 = 0.3
+FSCORE_THRESHOLDS = 255
+AVS_BINARY_THRESHOLD = 0.5
+_EPS = 1e-10
+
+
+def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pred, gt = np.asarray(pred), np.asarray(gt)
+    if pred.shape != gt.shape:
+        raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}")
+    return pred.astype(bool), gt.astype(bool)
+
+
+def intersection_union(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int]:
+    """Pixel counts (|pred & gt|, |pred | gt|) of two same-shape binary masks."""
+    pred, gt = _pair(pred, gt)
+    return int(np.count_nonzero(pred & gt)), int(np.count_nonzero(pred | gt))
+
+
+def iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """IoU of two binary masks; 1.0 when both are empty (nothing to find, nothing found)."""
+    inter, union = intersection_union(pred, gt)
+    return 1.0 if union == 0 else inter / union
+
+
+class ReferringAccumulator:
+    """Referring-segmentation scores over a set of (prediction, ground truth) pairs.
+
+    * cIoU (cumulative IoU) = sum of intersections / sum of unions;
+    * gIoU (generalised IoU) = mean of per-sample IoU, where an empty target
+      with an empty prediction scores 1.
+    """
+
+    def __init__(self) -> None:
+        self.intersection = 0
+        self.union = 0
+        self.ious: list[float] = []
+
+    def add(self, pred_mask: np.ndarray, gt_mask: np.ndarray) -> float:
+        """Add one pair of same-shape binary masks; returns this sample's IoU."""
+        inter, union = intersection_union(pred_mask, gt_mask)
+        self.intersection += inter
+        self.union += union
+        score = 1.0 if union == 0 else inter / union
+        self.ious.append(score)
+        return score
+
+    @property
+    def count(self) -> int:
+        return len(self.ious)
+
+    @property
+    def ciou(self) -> float:
+        """Cumulative IoU; NaN before any sample, 1.0 if every union was empty."""
+        if not self.ious:
+            return float("nan")
+        return 1.0 if self.union == 0 else self.intersection / self.union
+
+    @property
+    def giou(self) -> float:
+        """Mean per-sample IoU; NaN before any sample."""
+        return float(np.mean(self.ious)) if self.ious else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        return {"cIoU": self.ciou, "gIoU": self.giou, "count": self.count}
+
+
+def avs_frame_iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    """AVSBench per-frame IoU of binary masks. A frame whose ground truth is
+    empty scores the background IoU: correctly empty pixels / all pixels."""
+    pred, gt = _pair(pred, gt)
+    if not gt.any():
+        return float(np.count_nonzero(~pred)) / gt.size
+    return np.count_nonzero(pred & gt) / np.count_nonzero(pred | gt)
+
+
+def _thresholds(num: int) -> np.ndarray:
+    return np.linspace(0.0, 1.0 - _EPS, num)
+
+
+def _fscore(tp: np.ndarray, pred_pos: np.ndarray, gt_pos: float, beta2: float) -> np.ndarray:
+    precision = tp / (pred_pos + _EPS)
+    recall = tp / (gt_pos + _EPS)
+    denom = beta2 * precision + recall
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f = (1 + beta2) * precision * recall / denom
+    return np.nan_to_num(f, nan=0.0)
+
+
+def fscore_sweep(
+    probs: np.ndarray, gts: np.ndarray, beta2: float = FSCORE_BETA2, num_thresholds: int = FSCORE_THRESHOLDS,
+) -> float:
+    """AVSBench F-score of one video.
+
+    ``probs``: T x H x W probabilities; ``gts``: T x H x W binary masks.
+    For each of ``num_thresholds`` thresholds t evenly spaced over [0, 1)
+    (prediction = prob >= t), compute per frame precision, recall and
+    F = (1 + b2) P R / (b2 P + R); average F over the frames whose ground
+    truth is not empty; return the maximum over thresholds. A video with no
+    non-empty frame returns NaN (it has nothing to score).
+    """
+    probs, gts = np.asarray(probs, dtype=np.float64), np.asarray(gts).astype(bool)
+    if probs.shape != gts.shape or probs.ndim != 3:
+        raise ValueError(f"expected T x H x W probabilities and masks of one shape, got {probs.shape}, {gts.shape}")
+    thr = _thresholds(num_thresholds)
+    curves = []
+    for p, g in zip(probs, gts):
+        if not g.any():
+            continue
+        # counts of pixels >= t: via sorted probabilities
+        all_sorted = np.sort(p.ravel())
+        pos_sorted = np.sort(p[g])
+        pred_pos = all_sorted.size - np.searchsorted(all_sorted, thr, side="left")
+        tp = pos_sorted.size - np.searchsorted(pos_sorted, thr, side="left")
+        curves.append(_fscore(tp.astype(np.float64), pred_pos.astype(np.float64), float(g.sum()), beta2))
+    if not curves:
+        return float("nan")
+    return float(np.mean(curves, axis=0).max())
+
+
+def fscore_binary(preds: np.ndarray, gts: np.ndarray, beta2: float = FSCORE_BETA2) -> float:
+    """F-score of one video from binary masks (T x H x W each): per-frame F
+    with ``beta2``, averaged over frames with non-empty ground truth (NaN if none)."""
+    preds, gts = _pair(preds, gts)
+    scores = [
+        float(_fscore(np.array([np.count_nonzero(p & g)], float), np.array([np.count_nonzero(p)], float),
+                      float(g.sum()), beta2)[0])
+        for p, g in zip(preds, gts) if g.any()
+    ]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+class AVSAccumulator:
+    """AVSBench scores over videos.
+
+    ``add_video(probs, gts)`` takes T x H x W sigmoid probabilities (resize
+    them to the ground-truth size first) and binary ground truth. Reported:
+
+    * ``mIoU``: mean over all frames of :func:`avs_frame_iou` at prob > 0.5;
+    * ``F``: mean over videos of :func:`fscore_sweep` (videos without any
+      non-empty frame are left out);
+    * ``F_binary``: mean over videos of :func:`fscore_binary` at prob > 0.5.
+    """
+
+    def __init__(self, threshold: float = AVS_BINARY_THRESHOLD, beta2: float = FSCORE_BETA2) -> None:
+        self.threshold = threshold
+        self.beta2 = beta2
+        self.frame_ious: list[float] = []
+        self.video_f: list[float] = []
+        self.video_f_binary: list[float] = []
+
+    def add_video(self, probs: np.ndarray, gts: np.ndarray) -> dict[str, float]:
+        """Add one video; returns its own mIoU, F and F_binary."""
+        probs = np.asarray(probs, dtype=np.float64)
+        gts = np.asarray(gts).astype(bool)
+        if probs.ndim == 2:
+            probs, gts = probs[None], gts[None]
+        binary = probs > self.threshold
+        ious = [avs_frame_iou(b, g) for b, g in zip(binary, gts)]
+        f = fscore_sweep(probs, gts, self.beta2)
+        fb = fscore_binary(binary, gts, self.beta2)
+        self.frame_ious.extend(ious)
+        if not np.isnan(f):
+            self.video_f.append(f)
+            self.video_f_binary.append(fb)
+        return {"mIoU": float(np.mean(ious)), "F": f, "F_binary": fb}
+
+    def summary(self) -> dict[str, float]:
+        def mean(xs: list[float]) -> float:
+            return float(np.mean(xs)) if xs else float("nan")
+        return {"mIoU": mean(self.frame_ious), "F": mean(self.video_f), "F_binary": mean(self.video_f_binary),
+                "frames": len(self.frame_ious), "videos": len(self.video_f)}

@@ -1,0 +1,124 @@
+"""Metrics against values computed by hand."""
+
+import math
+
+import numpy as np
+import pytest
+
+from anyref_ros.evaluation import (
+    AVSAccumulator, MetricUnavailable, ReferringAccumulator, avs_frame_iou, cider_d, exact_match,
+    fscore_binary, fscore_sweep, iou, meteor, normalise_text,
+)
+
+
+def _box(h, w, y0, y1, x0, x1):
+    m = np.zeros((h, w), dtype=bool)
+    m[y0:y1, x0:x1] = True
+    return m
+
+
+def test_ciou_and_giou_differ():
+    acc = ReferringAccumulator()
+    big = _box(20, 20, 0, 10, 0, 10)  # 100 px, predicted exactly: I 100, U 100
+    assert acc.add(big, big) == 1.0
+    small_gt, small_pred = _box(20, 20, 15, 17, 15, 17), _box(20, 20, 17, 19, 17, 19)  # 4 px each, disjoint
+    assert acc.add(small_pred, small_gt) == 0.0
+    assert acc.ciou == pytest.approx(100 / 108)
+    assert acc.giou == pytest.approx(0.5)
+    empty = np.zeros((20, 20), dtype=bool)
+    assert acc.add(empty, empty) == 1.0  # empty target, empty prediction counts 1
+    assert acc.ciou == pytest.approx(100 / 108)
+    assert acc.giou == pytest.approx(2 / 3)
+    assert acc.summary()["count"] == 3
+
+
+def test_iou_edge_cases():
+    empty = np.zeros((3, 3), dtype=bool)
+    assert iou(empty, empty) == 1.0
+    assert iou(~empty, empty) == 0.0
+    assert math.isnan(ReferringAccumulator().ciou)
+    with pytest.raises(ValueError, match="shape"):
+        iou(np.zeros((2, 2)), np.zeros((3, 3)))
+
+
+# One video of three 1x4 frames. Frame 2 has an empty ground truth.
+PROBS = np.array([[[0.9, 0.6, 0.2, 0.0]], [[0.6, 0.0, 0.0, 0.0]], [[0.7, 0.7, 0.1, 0.1]]])
+GTS = np.array([[[1, 0, 1, 0]], [[0, 0, 0, 0]], [[1, 1, 1, 1]]], dtype=bool)
+
+
+def test_fscore_single_frame_by_hand():
+    # t = 0: P 1/2, R 1 -> 0.5652; t <= 0.2: P 2/3, R 1 -> 0.7222; t <= 0.6: P R 1/2 -> 0.5;
+    # t <= 0.9: P 1, R 1/2 -> 1.3 * 0.5 / 0.8 = 0.8125; above: 0.
+    assert fscore_sweep(PROBS[:1], GTS[:1]) == pytest.approx(0.8125)
+
+
+def test_fscore_video_averages_curves_then_takes_max():
+    # mean curve over frames 1 and 3 (frame 2 skipped); best at t in (0, 0.1]: (13/18 + 1) / 2
+    assert fscore_sweep(PROBS, GTS) == pytest.approx(31 / 36)
+    assert math.isnan(fscore_sweep(PROBS[1:2], GTS[1:2]))
+
+
+def test_avs_iou_and_binary_fscore():
+    binary = PROBS > 0.5
+    assert avs_frame_iou(binary[0], GTS[0]) == pytest.approx(1 / 3)
+    assert avs_frame_iou(binary[1], GTS[1]) == pytest.approx(3 / 4)  # background IoU
+    assert fscore_binary(binary, GTS) == pytest.approx((0.5 + 0.8125) / 2)
+    acc = AVSAccumulator()
+    video = acc.add_video(PROBS, GTS)
+    assert video["mIoU"] == pytest.approx(19 / 36)
+    acc.add_video(PROBS[:1], GTS[:1])
+    summary = acc.summary()
+    assert summary["frames"] == 4 and summary["videos"] == 2
+    assert summary["mIoU"] == pytest.approx((1 / 3 + 3 / 4 + 1 / 2 + 1 / 3) / 4)
+    assert summary["F"] == pytest.approx((31 / 36 + 0.8125) / 2)
+
+
+def test_exact_match_normalisation():
+    assert normalise_text("  Red  Circle[SEG]. ") == "red circle"
+    assert normalise_text("red circle<obj>.", seg_token="<obj>") == "red circle"
+    assert exact_match(["Red circle[SEG].", "blue square", "green"], ["red circle", "Blue Square.", "red"]) \
+        == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        exact_match(["a"], [])
+
+
+def test_cider_d_by_hand():
+    # "a" is in both reference sets: IDF 0. Other n-grams have df 1 of 2 documents: weight log 2.
+    # Item 1 matches its reference for n = 1..3 (cosine 1) and has no 4-gram: 10 * 3/4 = 7.5.
+    # Item 2 ("a red square" vs "a blue square"): unigram cosine 1/2, no other overlap: 10 * 0.5/4.
+    score, per = cider_d(["a red circle", "a red square"], [["a red circle"], ["a blue square"]])
+    assert per == pytest.approx([7.5, 1.25])
+    assert score == pytest.approx(4.375)
+
+
+def test_cider_d_length_penalty_and_errors():
+    _, per = cider_d(["red circle", "blue"], [["red circle"], ["blue square"]])
+    _, longer = cider_d(["red circle " + "x " * 8, "blue"], [["red circle"], ["blue square"]])
+    assert longer[0] < per[0]
+    with pytest.raises(ValueError):
+        cider_d(["a"], [[]])
+
+
+def test_meteor_scores_or_says_unavailable():
+    try:
+        score, per = meteor(["a red circle"], [["a red circle"]])
+    except MetricUnavailable as exc:
+        assert "METEOR is unavailable" in str(exc)
+    else:
+        assert 0.0 <= score <= 1.0 and len(per) == 1
+
+
+def test_cider_d_matches_coco_caption_scorer_when_installed():
+    coco_cider = pytest.importorskip("pycocoevalcap.cider.cider")
+    rng = np.random.default_rng(0)
+    words = "a the red blue green circle square triangle left right big small on of".split()
+
+    def sentence(lo):
+        return " ".join(rng.choice(words, size=int(rng.integers(lo, 9))))
+
+    cands = [sentence(1) for _ in range(20)]
+    refs = [[sentence(2) for _ in range(int(rng.integers(1, 4)))] for _ in range(20)]
+    expected, expected_per = coco_cider.Cider().compute_score(
+        {i: r for i, r in enumerate(refs)}, {i: [c] for i, c in enumerate(cands)})
+    score, per = cider_d(cands, refs)
+    assert score == pytest.approx(expected) and per == pytest.approx(list(expected_per))
