@@ -10,6 +10,8 @@ from setuptools import find_packages, setup
 
 ENTRY_POINTS = [
     # Keep in sync with ANYREF_ENTRY_POINTS in CMakeLists.txt.
+    "anyref_node = anyref_ros.node:main",
+    "anyref-demo = anyref_ros.demo:main",
 ]
 
 setup(

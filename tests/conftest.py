@@ -34,32 +34,40 @@ def child_env(**extra: str) -> dict[str, str]:
     return env
 
 
+def spawn_helper(name: str, *args: str, **env: str) -> subprocess.Popen:
+    """Start tests/helpers/NAME.py in its own process (output on its stdout pipe)."""
+    return subprocess.Popen(
+        [sys.executable, str(HELPERS / f"{name}.py"), *args],
+        cwd=REPO,
+        env=child_env(**env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @pytest.fixture
 def spawn():
-    """Start helper scripts (tests/helpers/NAME.py) in their own processes; all are stopped at the end."""
+    """Like spawn_helper; every process started is stopped at the end of the test."""
     procs: list[subprocess.Popen] = []
 
     def start(name: str, *args: str, **env: str) -> subprocess.Popen:
-        proc = subprocess.Popen(
-            [sys.executable, str(HELPERS / f"{name}.py"), *args],
-            cwd=REPO,
-            env=child_env(**env),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        procs.append(proc)
-        return proc
+        procs.append(spawn_helper(name, *args, **env))
+        return procs[-1]
 
     yield start
     for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 @pytest.fixture

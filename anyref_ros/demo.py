@@ -1,0 +1,490 @@
+"""anyref-demo: the node on the embedded model, end to end, with pictures.
+
+Starts ``anyref_node`` in its own process, plays toy scenes (640x480) as a
+10 Hz BEST_EFFORT camera, and asks through every path a user has: typed
+queries through ``~/segment`` and the ``query`` topic, an exemplar image, a
+sound, a region to describe. For each answer it writes a picture (the frame,
+the mask, the box and the answer; the ground-truth outline in green), then a
+contact sheet and ``summary.json`` with every query, its IoU against the
+ground truth and its latency.
+
+    anyref-demo                         # model/toy, 3 scenes per path, output in ./demo_output
+    anyref-demo --checkpoint tiny --scenes 1 --out /tmp/demo
+    anyref-demo --bag run.mcap --image-topic /camera/image_raw --query "red circle" --record answers
+
+With ``--bag`` the camera is a recorded rosbag2 (MCAP or sqlite3, read with
+``rosbags``), played at its recorded rate, and ``--query`` texts are asked on
+its frames (no ground truth, so no IoU). ``--record`` writes the node's
+answers (``~/results``) into a new bag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+
+from anyref_ros import ros_env
+
+NAMESPACE = "/demo"
+SIZE = (640, 480)
+DEMO_SEED = 7  # scenes of the toy world shown by the demo (not a training seed)
+GT_COLOUR = (40, 255, 40)
+
+
+@dataclass
+class Answer:
+    scene: int
+    path: str  # segment_text, query_topic, segment_exemplar, segment_sound, describe_region, action, bag
+    query: str
+    expected: Optional[str]
+    description: str = ""
+    success: bool = False
+    message: str = ""
+    iou: Optional[float] = None
+    score: float = 0.0
+    latency_ms: float = 0.0
+    picture: str = ""
+    box: Optional[list[int]] = field(default=None)
+
+
+# ------------------------------------------------------------------ camera
+class Camera:
+    """Publishes the current frame at a fixed rate with fresh stamps."""
+
+    def __init__(self, node, topic: str, rate_hz: float = 10.0) -> None:
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import Image
+
+        self._node = node
+        self._pub = node.create_publisher(Image, topic, qos_profile_sensor_data)
+        self._period = 1.0 / rate_hz
+        self._frame: Optional[np.ndarray] = None
+        self._stamps: list[tuple[int, int]] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def show(self, rgb: np.ndarray) -> None:
+        with self._lock:
+            self._frame = rgb
+            self._stamps = []
+
+    def stamps(self) -> list[tuple[int, int]]:
+        """Stamps of the frames published since the last :meth:`show`."""
+        with self._lock:
+            return list(self._stamps)
+
+    def _run(self) -> None:
+        from anyref_ros.conversions import numpy_to_image
+
+        while not self._stop.is_set():
+            with self._lock:
+                frame = self._frame
+            if frame is not None:
+                msg = numpy_to_image(frame, "rgb8")
+                msg.header.frame_id = "toy_camera"
+                msg.header.stamp = self._node.get_clock().now().to_msg()
+                self._pub.publish(msg)
+                with self._lock:
+                    if frame is self._frame:
+                        self._stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
+            self._stop.wait(self._period)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(1.0)
+
+
+# -------------------------------------------------------------- the demo run
+class Demo:
+    def __init__(self, args: argparse.Namespace) -> None:
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.args = args
+        self.out = Path(args.out).resolve()
+        (self.out / "answers").mkdir(parents=True, exist_ok=True)
+        self.answers: list[Answer] = []
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node("anyref_demo", context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.proc: Optional[subprocess.Popen] = None
+
+    # ---- node process
+    def start_node(self) -> None:
+        exe = Path(sys.executable).with_name("anyref_node")
+        cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.node"]),
+               "--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "anyref.yaml"),
+               "-r", f"__ns:={NAMESPACE}", "-p", f"checkpoint:={self.args.checkpoint}",
+               "-p", f"device:={self.args.device}", "-p", "max_frame_age_s:=0.0"]
+        log = open(self.out / "node.log", "w")
+        self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        print(f"[demo] started anyref_node (log: {self.out / 'node.log'})", flush=True)
+
+    def wait_active(self, timeout: float) -> None:
+        from anyref_ros.srv import Segment
+
+        self.segment = self.node.create_client(Segment, f"{NAMESPACE}/anyref/segment")
+        deadline = time.monotonic() + timeout
+        if not self.segment.wait_for_service(timeout_sec=timeout):
+            raise RuntimeError(f"anyref_node did not come up; see {self.out / 'node.log'}")
+        while time.monotonic() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise RuntimeError(f"anyref_node exited; see {self.out / 'node.log'}")
+            r = self.call(self.segment, Segment.Request(text="ping"))
+            if r is not None and "not active" not in r.message:
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"anyref_node did not activate within {timeout:.0f} s; see {self.out / 'node.log'}")
+
+    def call(self, client, request, timeout: float = 300.0):
+        future = client.call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        return future.result() if done.wait(timeout) else None
+
+    # ---- toy scenes
+    def run_toy(self) -> None:
+        from anyref_ros.conversions import image_to_mask, numpy_to_audio, numpy_to_image
+        from anyref_ros.data.toy import ToyWorld
+        from anyref_ros.msg import Referral
+        from anyref_ros.srv import DescribeRegion, Segment
+        from std_msgs.msg import String
+
+        camera = Camera(self.node, f"{NAMESPACE}/image")
+        results: list[Referral] = []
+        self.node.create_subscription(Referral, f"{NAMESPACE}/anyref/results", results.append, 10)
+        query_pub = self.node.create_publisher(String, f"{NAMESPACE}/query", 10)
+        describe = self.node.create_client(DescribeRegion, f"{NAMESPACE}/anyref/describe_region")
+        world = ToyWorld(DEMO_SEED, size=SIZE)
+        index = 0
+        paths: list[tuple[str, str]] = [("segment_text", "text"), ("query_topic", "text"), ("segment_exemplar", "exemplar"),
+                                        ("segment_sound", "audio"), ("describe_region", "region")]
+        try:
+            for k in range(self.args.scenes):
+                for path, task in paths:
+                    sample = world.sample(index, task)
+                    index += 1
+                    camera.show(sample.image)
+                    self._wait_frames(camera)
+                    stamps = set(camera.stamps())
+                    answer = Answer(scene=index - 1, path=path, query=sample.query or "", expected=sample.description)
+                    t = time.monotonic()
+                    if path == "query_topic":
+                        before = len(results)
+                        query_pub.publish(String(data=sample.query))
+                        msg = self._wait_result(results, before, sample.query)
+                        ok, message = msg is not None, ("ok" if msg is not None else "no answer on ~/results")
+                    elif path == "describe_region":
+                        x0, y0, x1, y1 = sample.box
+                        r = self.call(describe, DescribeRegion.Request(x_min=x0, y_min=y0, x_max=x1, y_max=y1))
+                        ok, message, msg = (r.success, r.message, r.result) if r else (False, "no response", None)
+                        answer.query = f"box {list(sample.box)}"
+                    else:
+                        req = Segment.Request()
+                        if task == "text":
+                            req.text = sample.query
+                        elif task == "exemplar":
+                            req.exemplar = numpy_to_image(sample.exemplar, "rgb8")
+                            answer.query = "exemplar image"
+                        else:
+                            req.audio = numpy_to_audio(sample.audio, sample.sample_rate, "s16le")
+                            answer.query = "sound"
+                        r = self.call(self.segment, req)
+                        ok, message, msg = (r.success, r.message, r.result) if r else (False, "no response", None)
+                    answer.success, answer.message = ok, message
+                    if msg is not None and ok:
+                        stamp = (msg.header.stamp.sec, msg.header.stamp.nanosec)
+                        if stamp not in stamps and stamp not in set(camera.stamps()):
+                            answer.message = "answered on another scene's frame"
+                        mask = image_to_mask(msg.mask)
+                        answer.description = msg.description
+                        answer.score = float(msg.score)
+                        answer.latency_ms = float(msg.latency_ms)
+                        answer.iou = iou(mask, sample.mask)
+                        answer.box = [msg.x_min, msg.y_min, msg.x_max, msg.y_max] if msg.has_box else None
+                        self._picture(answer, sample.image, mask, sample.mask, sample.exemplar if task == "exemplar" else None)
+                    else:
+                        answer.latency_ms = (time.monotonic() - t) * 1000.0
+                    self._report(answer)
+        finally:
+            camera.close()
+
+    def _wait_frames(self, camera: Camera, frames: int = 3, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while len(camera.stamps()) < frames and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    @staticmethod
+    def _wait_result(results: list, before: int, query: str, timeout: float = 300.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msg in results[before:]:
+                if msg.query == query:
+                    return msg
+            time.sleep(0.02)
+        return None
+
+    # ---- bag playback
+    def run_bag(self) -> None:
+        from anyref_ros.conversions import image_to_mask
+        from anyref_ros.msg import Referral
+        from anyref_ros.srv import Segment
+        from rclpy.qos import qos_profile_sensor_data
+        from rclpy.serialization import deserialize_message
+        from sensor_msgs.msg import CompressedImage, Image
+
+        topic, queries = self.args.image_topic, self.args.query or []
+        if not queries:
+            raise SystemExit("--bag needs at least one --query TEXT to ask on its frames")
+        frames = list(read_bag_frames(Path(self.args.bag), topic))
+        if not frames:
+            raise SystemExit(f"{self.args.bag}: no messages on {topic}")
+        compressed = frames[0][1] == "sensor_msgs/msg/CompressedImage"
+        msg_type = CompressedImage if compressed else Image
+        pub = self.node.create_publisher(msg_type, f"{NAMESPACE}/image", qos_profile_sensor_data)
+        latest: dict[str, object] = {}
+        stop = threading.Event()
+
+        def play() -> None:
+            start, t0 = time.monotonic(), frames[0][0]
+            while not stop.is_set():
+                for stamp_ns, _type, raw in frames:
+                    if stop.is_set():
+                        return
+                    delay = (stamp_ns - t0) * 1e-9 - (time.monotonic() - start)
+                    if delay > 0:
+                        time.sleep(delay)
+                    msg = deserialize_message(raw, msg_type)
+                    latest["msg"] = msg
+                    pub.publish(msg)
+                start, t0 = time.monotonic(), frames[0][0]
+
+        threading.Thread(target=play, daemon=True).start()
+        time.sleep(1.0)
+        try:
+            for i, text in enumerate(queries):
+                r = self.call(self.segment, Segment.Request(text=text))
+                answer = Answer(scene=i, path="bag", query=text, expected=None)
+                if r is None:
+                    answer.message = "no response"
+                else:
+                    answer.success, answer.message = r.success, r.message
+                    if r.success:
+                        answer.description, answer.score = r.result.description, float(r.result.score)
+                        answer.latency_ms = float(r.result.latency_ms)
+                        mask = image_to_mask(r.result.mask)
+                        rgb = frame_rgb(latest.get("msg"), mask.shape)
+                        self._picture(answer, rgb, mask, None, None)
+                self._report(answer)
+        finally:
+            stop.set()
+
+    # ---- outputs
+    def _picture(self, answer: Answer, rgb: np.ndarray, mask: np.ndarray, gt: Optional[np.ndarray],
+                 exemplar: Optional[np.ndarray]) -> None:
+        import cv2
+        from PIL import Image as PILImage
+
+        from anyref_ros.drawing import draw_referral
+
+        lines = [f"{answer.path}: {answer.query}"[:70], f"answer: {answer.description}"[:70]]
+        if answer.iou is not None:
+            lines.append(f"IoU {answer.iou:.2f}  score {answer.score:.2f}  {answer.latency_ms:.0f} ms")
+        picture = draw_referral(rgb, mask, answer.box, lines)
+        if gt is not None and gt.any():
+            contours, _ = cv2.findContours(gt.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(picture, contours, -1, GT_COLOUR, 1)
+        if exemplar is not None:
+            h = picture.shape[0] // 4
+            thumb = cv2.resize(exemplar, (max(1, exemplar.shape[1] * h // exemplar.shape[0]), h), interpolation=cv2.INTER_NEAREST)
+            picture[-h:, -thumb.shape[1]:] = thumb
+        name = f"{len(self.answers):03d}_{answer.path}.png"
+        PILImage.fromarray(picture).save(self.out / "answers" / name)
+        answer.picture = f"answers/{name}"
+
+    def _report(self, answer: Answer) -> None:
+        self.answers.append(answer)
+        iou_text = "" if answer.iou is None else f" IoU {answer.iou:.2f}"
+        state = "ok" if answer.success else f"FAILED: {answer.message}"
+        print(f"[demo] {answer.path:17s} {answer.query[:32]!r:34s} -> {answer.description!r}{iou_text} "
+              f"{answer.latency_ms:.0f} ms {state}", flush=True)
+
+    def write_summary(self) -> Path:
+        pictures = [self.out / a.picture for a in self.answers if a.picture]
+        sheet = self.out / "contact_sheet.png"
+        if pictures:
+            contact_sheet(pictures, sheet)
+        by_path: dict[str, list[float]] = {}
+        for a in self.answers:
+            if a.iou is not None:
+                by_path.setdefault(a.path, []).append(a.iou)
+        summary = {
+            "checkpoint": self.args.checkpoint,
+            "device": self.args.device,
+            "queries": len(self.answers),
+            "succeeded": sum(a.success for a in self.answers),
+            "mean_iou": {p: round(float(np.mean(v)), 4) for p, v in by_path.items()},
+            "median_latency_ms": round(float(np.median([a.latency_ms for a in self.answers])), 1) if self.answers else None,
+            "answers": [asdict(a) for a in self.answers],
+        }
+        path = self.out / "summary.json"
+        path.write_text(json.dumps(summary, indent=2))
+        return path
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        import rclpy
+
+        rclpy.try_shutdown(context=self.context)
+
+
+# ------------------------------------------------------------------ helpers
+def iou(pred: np.ndarray, gt: np.ndarray) -> float:
+    union = np.logical_or(pred, gt).sum()
+    return 1.0 if union == 0 else float(np.logical_and(pred, gt).sum() / union)
+
+
+def contact_sheet(pictures: list[Path], path: Path, columns: int = 5, width: int = 320) -> None:
+    """All pictures, scaled to ``width`` px, in a grid."""
+    from PIL import Image as PILImage
+
+    thumbs = []
+    for p in pictures:
+        im = PILImage.open(p).convert("RGB")
+        thumbs.append(im.resize((width, max(1, im.height * width // im.width))))
+    height = max(t.height for t in thumbs)
+    rows = (len(thumbs) + columns - 1) // columns
+    sheet = PILImage.new("RGB", (columns * width, rows * height), (24, 24, 24))
+    for i, t in enumerate(thumbs):
+        sheet.paste(t, ((i % columns) * width, (i // columns) * height))
+    sheet.save(path)
+
+
+def read_bag_frames(path: Path, topic: str) -> Iterator[tuple[int, str, bytes]]:
+    """(timestamp ns, message type, CDR bytes) of ``topic`` in a rosbag2 (MCAP or sqlite3)."""
+    from rosbags.rosbag2 import Reader
+
+    with Reader(path) as reader:
+        connections = [c for c in reader.connections if c.topic == topic]
+        if not connections:
+            topics = sorted({c.topic for c in reader.connections})
+            raise SystemExit(f"{path}: no topic {topic}; it has {', '.join(topics)}")
+        for conn, stamp, raw in reader.messages(connections=connections):
+            yield stamp, conn.msgtype, bytes(raw)
+
+
+def frame_rgb(msg, shape: tuple[int, int]) -> np.ndarray:
+    from sensor_msgs.msg import CompressedImage
+
+    from anyref_ros.conversions import compressed_to_rgb, image_to_rgb
+
+    if msg is None:
+        return np.zeros((*shape, 3), np.uint8)
+    return compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else image_to_rgb(msg)
+
+
+class ResultRecorder:
+    """Writes every ``~/results`` message into a new rosbag2 (MCAP)."""
+
+    def __init__(self, node, path: Path) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+        from anyref_ros.msg import Referral
+
+        share = ros_env.share_dir()
+        store = get_typestore(Stores.ROS2_JAZZY)
+        store.register(get_types_from_msg((share / "msg" / "Referral.msg").read_text(), "anyref_ros/msg/Referral"))
+        if path.exists():
+            raise SystemExit(f"--record: {path} exists; choose a new folder")
+        self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
+        self._writer.open()
+        self._conn = self._writer.add_connection(f"{NAMESPACE}/anyref/results", "anyref_ros/msg/Referral", typestore=store)
+        self._lock = threading.Lock()
+        self.count = 0
+        node.create_subscription(Referral, f"{NAMESPACE}/anyref/results", self._on_result, 10)
+
+    def _on_result(self, msg) -> None:
+        from rclpy.serialization import serialize_message
+
+        with self._lock:
+            self._writer.write(self._conn, time.time_ns(), serialize_message(msg))
+            self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            self._writer.close()
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="anyref-demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--checkpoint", default="model/toy", help="checkpoint folder or preset (default: model/toy)")
+    ap.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    ap.add_argument("--scenes", type=int, default=3, help="scenes per query path (default 3)")
+    ap.add_argument("--out", default="demo_output", help="output folder (default ./demo_output)")
+    ap.add_argument("--bag", help="play this rosbag2 (MCAP or sqlite3) as the camera instead of toy scenes")
+    ap.add_argument("--image-topic", default="/camera/image_raw", help="image topic in --bag")
+    ap.add_argument("--query", action="append", help="a text query to ask on the bag's frames (repeatable)")
+    ap.add_argument("--record", help="write the node's answers into a new rosbag2 (MCAP) folder")
+    ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the node to load")
+    return ap.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    ros_env.configure()
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    if "ROS_DOMAIN_ID" not in os.environ:  # keep the demo off other ROS graphs on this machine
+        os.environ["ROS_DOMAIN_ID"] = str(random.randint(1, 101))
+    demo = Demo(args)
+    recorder = None
+    try:
+        if args.record:
+            recorder = ResultRecorder(demo.node, Path(args.record))
+        demo.start_node()
+        demo.wait_active(args.timeout)
+        if args.bag:
+            demo.run_bag()
+        else:
+            demo.run_toy()
+    except (RuntimeError, KeyboardInterrupt) as exc:
+        print(f"[demo] stopped: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        summary = demo.write_summary()
+        if recorder is not None:
+            recorder.close()
+            print(f"[demo] recorded {recorder.count} answers into {args.record}")
+        demo.close()
+    ok = sum(a.success for a in demo.answers)
+    print(f"[demo] {ok}/{len(demo.answers)} queries answered; pictures in {demo.out / 'answers'}, "
+          f"contact sheet {demo.out / 'contact_sheet.png'}, summary {summary}", flush=True)
+    return 0 if ok == len(demo.answers) and demo.answers else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

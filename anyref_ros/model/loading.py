@@ -1,0 +1,541 @@
+"""Building the model and filling it from local files; saving checkpoints.
+
+Sources (``WeightsConfig``), applied in this order, later ones winning:
+
+=========== ============================================== =========================
+``base``    this project's safetensors (canonical names)   everything not trained
+``clip``    CLIP ViT HF folder (``vision_model.*``)        ``vision_tower``
+``sam``     ``sam_vit_h_4b8939.pth``                       ``sam``
+``imagebind`` ``imagebind_huge.pth`` (audio branch kept)   ``audio_encoder``
+``llava``   LLaVA-7B-v1-1 HF folder (``model.layers.*``,   ``language_model``,
+            ``model.mm_projector.*``, ``lm_head.*``)       ``mm_projector``
+``lisa``    LISA-7B-v1 HF folder (LLaVA names plus          as llava, ``sam``,
+            ``model.visual_model.*``,                      ``text_hidden_fcs``,
+            ``model.text_hidden_fcs.0.*``,                 ``vision_tower``
+            ``model.vision_tower.vision_tower.*``)
+``trained`` this project's safetensors: LoRA adapter,       trained parts
+            ``text_hidden_fcs``, ``audio_projector``, the
+            trained mask-decoder parts, ``lm_head``, new token rows
+=========== ============================================== =========================
+
+"Canonical" names are the model's state-dict names without peft's
+``.base_layer`` infix, so files do not depend on whether LoRA is injected.
+Pickles are read with ``torch.load(weights_only=True)``; nothing is
+downloaded and no remote code runs.  Every model tensor must come from a file
+(or, with ``allow_random``, keeps its seeded random value); otherwise loading
+fails naming the tensor, its shape and the setting to fix.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+from typing import Dict, Iterator, List, Optional, Tuple
+
+import torch
+
+from .config import AnyRefConfig
+from .modeling import AnyRefModel
+from .presets import get_preset, preset_names
+from .tokenization import make_tokenizer
+
+BASE_FILE = "base.safetensors"
+TRAINED_FILE = "trained.safetensors"
+ROW_OFFSETS = "row_offsets"  # safetensors metadata: {name: first row} for row slices
+OFFICIAL = ("clip", "sam", "imagebind", "llava", "lisa")
+ORDER = ("base",) + OFFICIAL + ("trained",)
+ROW_SLICED = ("language_model.model.embed_tokens.weight", "language_model.lm_head.weight")
+KEEP_FLOAT32 = ("sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix",)
+DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+          "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+class WeightsError(ValueError):
+    """A weight file is missing, unreadable or does not fit the model."""
+
+
+def canonical(name: str) -> str:
+    """Model state-dict name -> file name: no peft ``.base_layer`` infix, and
+    CLIP under ``vision_tower.vision_model.`` (transformers 5 dropped that
+    level from ``CLIPVisionModel``; checkpoints keep it)."""
+    name = name.replace(".base_layer.", ".")
+    if name.startswith("vision_tower.") and not name.startswith("vision_tower.vision_model."):
+        name = "vision_tower.vision_model." + name[len("vision_tower."):]
+    return name
+
+
+# ------------------------------------------------------------------ readers
+def iter_tensors(path: Path) -> Iterator[Tuple[str, torch.Tensor]]:
+    """(name, tensor) pairs of a .safetensors/.pth/.bin file or an HF folder."""
+    if path.is_dir():
+        files = _folder_files(path)
+        for file in files:
+            yield from iter_tensors(file)
+        return
+    if not path.is_file():
+        raise WeightsError(f"{path}: file not found")
+    if path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            for name in f.keys():
+                yield name, f.get_tensor(name)
+        return
+    try:
+        data = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except Exception as exc:  # noqa: BLE001 - reported with the file name
+        raise WeightsError(f"{path}: cannot be read as a PyTorch checkpoint "
+                           f"(torch.load weights_only=True): {exc}") from exc
+    if isinstance(data, dict) and "model" in data and isinstance(data["model"], dict):
+        data = data["model"]
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: expected a state dict (name -> tensor), got {type(data).__name__}")
+    for name, tensor in data.items():
+        if isinstance(tensor, torch.Tensor):
+            yield name, tensor
+
+
+def _folder_files(folder: Path) -> List[Path]:
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if (folder / index).is_file():
+            weight_map = json.loads((folder / index).read_text())["weight_map"]
+            return [folder / f for f in sorted(set(weight_map.values()))]
+    for pattern in ("model*.safetensors", "pytorch_model*.bin"):
+        files = sorted(folder.glob(pattern))
+        if files:
+            return files
+    raise WeightsError(f"{folder}: no model*.safetensors or pytorch_model*.bin weight files "
+                       "(expected a Hugging Face checkpoint folder)")
+
+
+def _strip(name: str, prefixes: Dict[str, str]) -> Optional[str]:
+    for old, new in prefixes.items():
+        if name.startswith(old):
+            return new + name[len(old):]
+    return None
+
+
+def _llava_map(name: str, lisa: bool) -> Optional[str]:
+    prefixes = {}
+    if lisa:
+        prefixes.update({"model.visual_model.": "sam.", "model.text_hidden_fcs.0.": "text_hidden_fcs."})
+    prefixes.update({"model.mm_projector.": "mm_projector.",
+                     "model.vision_tower.vision_tower.": "vision_tower.",
+                     "model.": "language_model.model.", "lm_head.": "language_model.lm_head."})
+    return _strip(name, prefixes)
+
+
+def mapped_tensors(kind: str, path: Path) -> Iterator[Tuple[str, Optional[str], torch.Tensor]]:
+    """(file name, canonical name or None if not ours, tensor) for source ``kind``."""
+    for name, tensor in iter_tensors(path):
+        if kind in ("base", "trained"):
+            target = name
+        elif kind == "clip":
+            target = _strip(name, {"vision_model.": "vision_tower.vision_model."})
+        elif kind == "sam":
+            target = _strip(name, {p: "sam." + p for p in
+                                   ("image_encoder.", "prompt_encoder.", "mask_decoder.")})
+        elif kind == "imagebind":
+            target = None
+            for part in ("preprocessors", "trunks", "heads", "postprocessors"):
+                prefix = f"modality_{part}.audio."
+                if name.startswith(prefix):
+                    target = "audio_encoder." + name
+        else:
+            target = _llava_map(name, lisa=kind == "lisa")
+        yield name, target, tensor
+
+
+# Names in official files that are not parameters of ours (ignored).
+_IGNORED_SUFFIXES = ("rotary_emb.inv_freq", "embeddings.position_ids")
+
+
+# ------------------------------------------------------------------- build
+def resolve_files(config: AnyRefConfig, folder: Optional[Path]) -> Dict[str, Path]:
+    """Configured weight paths, relative ones resolved against ``folder``."""
+    files = {}
+    for kind in ORDER:
+        value = getattr(config.weights, kind)
+        if value is None:
+            continue
+        path = Path(os.path.expanduser(value))
+        if not path.is_absolute() and folder is not None:
+            path = folder / path
+        if not path.exists():
+            raise WeightsError(f"weights.{kind} = {value!r}: {path} does not exist; "
+                               f"point weights.{kind} at the {_DESCRIBE[kind]}")
+        files[kind] = path.resolve()
+    return files
+
+
+_DESCRIBE = {
+    "base": "base.safetensors written by save_pretrained",
+    "trained": "trained.safetensors written by save_pretrained",
+    "clip": "CLIP ViT-L/14 Hugging Face folder (openai/clip-vit-large-patch14)",
+    "sam": "SAM checkpoint file (sam_vit_h_4b8939.pth)",
+    "imagebind": "ImageBind checkpoint file (imagebind_huge.pth)",
+    "llava": "LLaVA-7B-v1-1 Hugging Face folder (e.g. LLaVA-7B-Lightening-v1-1)",
+    "lisa": "LISA-7B-v1 Hugging Face folder",
+}
+
+
+def _prepare(tensor: torch.Tensor, dtype: Optional[torch.dtype]) -> torch.Tensor:
+    """A tensor in its own, 64-byte aligned memory (tensors read from files
+    may sit at odd offsets of a file buffer, which makes CPU kernels take
+    other, not bit-identical, code paths), in ``dtype`` if given."""
+    if dtype is not None and tensor.is_floating_point() and tensor.dtype != dtype:
+        return tensor.to(dtype)
+    if tensor.data_ptr() % 64:
+        return tensor.clone()
+    return tensor
+
+
+def build_model(config: AnyRefConfig, files: Dict[str, Path], dtype: Optional[torch.dtype] = None):
+    """The model with every tensor from ``files``; returns (model, sources, base_rows).
+
+    ``dtype``: floating tensors are converted to it while reading;
+    ``sources``: canonical name -> file path (None: random initialisation);
+    ``base_rows``: for embedding/LM-head matrices taken partly from an
+    official file, how many rows it provided.
+    """
+    from accelerate import init_empty_weights
+
+    if config.weights.allow_random:
+        torch.manual_seed(config.init_seed)
+        model = AnyRefModel(config)
+        _randomise_lora(model, config.init_seed)
+    else:
+        with init_empty_weights():  # parameters on "meta" until assigned
+            model = AnyRefModel(config)
+    collector = _Collector(model, config, dtype)
+    for kind in ORDER:
+        if kind in files:
+            collector.read(kind, files[kind])
+    model.load_state_dict(collector.state(files), strict=False, assign=True)
+    meta = [n for n, p in model.named_parameters() if p.device.type == "meta"]
+    if meta:
+        raise WeightsError(f"internal: tensors left uninitialised: {meta[:5]}")
+    return model.eval(), collector.sources, collector.base_rows
+
+
+class _Collector:
+    """Gathers tensors from weight files for one model, checking names and shapes."""
+
+    def __init__(self, model: AnyRefModel, config: AnyRefConfig, dtype) -> None:
+        current = model.state_dict()
+        self.actual = {canonical(k): k for k in current}
+        self.expected = {c: current[k] for c, k in self.actual.items()}
+        self.config, self.dtype = config, dtype
+        self.full: Dict[str, torch.Tensor] = {}
+        self.rows: Dict[str, List[Tuple[int, torch.Tensor]]] = {}
+        self.sources: Dict[str, Optional[str]] = {}
+        self.base_rows: Dict[str, int] = {}
+
+    def read(self, kind: str, path: Path) -> None:
+        own = kind in ("base", "trained")
+        offsets = _row_offsets(path) if own else {}
+        unexpected, seen, used = [], [], 0
+        for file_name, name, tensor in mapped_tensors(kind, path):
+            seen.append(file_name)
+            if name not in self.expected:
+                if own or (name is not None and not name.endswith(_IGNORED_SUFFIXES)):
+                    unexpected.append(file_name)
+                continue
+            used += 1
+            self._add(kind, path, file_name, name, tensor, offsets.get(name))
+        if not used and not own:
+            unexpected = seen
+        if unexpected:
+            raise WeightsError(
+                f"{path}: {len(unexpected)} tensors do not belong to preset {self.config.name!r} "
+                f"(e.g. {', '.join(unexpected[:5])}); weights.{kind} should be the "
+                f"{_DESCRIBE[kind]} for this config")
+
+    def _add(self, kind, path, file_name, name, tensor, offset: Optional[int]) -> None:
+        want, got = tuple(self.expected[name].shape), tuple(tensor.shape)
+        tensor = _prepare(tensor, None if name in KEEP_FLOAT32 else self.dtype)
+        if offset is not None:  # a row slice in our own format (added tokens)
+            if got[1:] != want[1:] or offset + got[0] > want[0]:
+                raise WeightsError(_shape_message(path, file_name, got, want, kind))
+            self.rows.setdefault(name, []).append((offset, tensor))
+            self.sources.setdefault(name, str(path))
+        elif got == want:
+            self.full[name] = tensor
+            self.rows.pop(name, None)
+            self.sources[name] = str(path)
+        elif name in ROW_SLICED and kind in OFFICIAL and got[1:] == want[1:] and got[0] < want[0]:
+            self.rows[name] = [(0, tensor)]  # the base vocabulary; added tokens come later
+            self.sources[name] = str(path)
+            self.base_rows[name] = got[0]
+        else:
+            raise WeightsError(_shape_message(path, file_name, got, want, kind))
+
+    def state(self, files) -> Dict[str, torch.Tensor]:
+        """Model state-dict names -> tensors; WeightsError listing what is missing."""
+        allow_random = self.config.weights.allow_random
+        state, missing = {}, []
+        for name, ref in self.expected.items():
+            if name in self.full:
+                tensor = self.full[name]
+                if name in self.rows:
+                    tensor = tensor.clone()
+                    for start, part in self.rows[name]:
+                        tensor[start: start + part.shape[0]] = part
+            elif name in self.rows:
+                tensor = _assemble_rows(self.rows[name], ref, allow_random)
+                if tensor is None:
+                    missing.append((name, ref.shape, "rows of added tokens"))
+                    continue
+            elif allow_random:
+                self.sources[name] = None
+                continue
+            else:
+                missing.append((name, ref.shape, ""))
+                continue
+            state[self.actual[name]] = tensor
+        if missing:
+            raise WeightsError(_missing_message(self.config, missing, files))
+        return state
+
+
+def _assemble_rows(parts, ref: torch.Tensor, allow_random: bool) -> Optional[torch.Tensor]:
+    n = ref.shape[0]
+    if ref.device.type != "meta" and allow_random:
+        out = ref.detach().clone()
+        covered = torch.ones(n, dtype=torch.bool)
+    else:
+        out = torch.empty(ref.shape, dtype=parts[0][1].dtype)
+        covered = torch.zeros(n, dtype=torch.bool)
+    for start, part in parts:
+        out[start: start + part.shape[0]] = part.to(out.dtype)
+        covered[start: start + part.shape[0]] = True
+    return out if bool(covered.all()) else None
+
+
+def _row_offsets(path: Path) -> Dict[str, int]:
+    from safetensors import safe_open
+
+    if path.suffix != ".safetensors":
+        raise WeightsError(f"{path}: this project's weight files are .safetensors")
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+    return {k: int(v) for k, v in json.loads(meta.get(ROW_OFFSETS, "{}")).items()}
+
+
+def _shape_message(path, key, got, want, kind) -> str:
+    return (f"{path}: tensor {key!r} has shape {list(got)}, expected {list(want)}; "
+            f"weights.{kind} should be the {_DESCRIBE[kind]} matching this config's sizes")
+
+
+def _missing_message(config: AnyRefConfig, missing, files) -> str:
+    lines = [f"no weights for {len(missing)} tensors of preset {config.name!r}:"]
+    for name, shape, what in missing[:8]:
+        lines.append(f"  {name} {list(shape)}" + (f" ({what})" if what else ""))
+    if len(missing) > 8:
+        lines.append(f"  ... and {len(missing) - 8} more")
+    hint = _missing_hint(missing[0][0])
+    used = ", ".join(f"{k}={v}" for k, v in files.items()) or "none"
+    lines.append(f"files used: {used}")
+    lines.append(f"what to do: {hint}")
+    return "\n".join(lines)
+
+
+def _missing_hint(name: str) -> str:
+    if name.startswith("audio_encoder."):
+        return "set weights.imagebind to imagebind_huge.pth"
+    if name.startswith("sam."):
+        return "set weights.sam to sam_vit_h_4b8939.pth (or weights.lisa)"
+    if name.startswith("vision_tower."):
+        return "set weights.clip to the CLIP ViT-L/14 folder"
+    if "lora_" in name or name.startswith(("text_hidden_fcs", "audio_projector")) \
+            or name in ROW_SLICED:
+        return ("set weights.trained to a trained.safetensors with the AnyRef trained parts "
+                "(LoRA, text_hidden_fcs, audio_projector, new token rows)")
+    return "set weights.llava (or weights.lisa) to the language-model folder"
+
+
+def _randomise_lora(model: AnyRefModel, seed: int) -> None:
+    """peft starts ``lora_B`` at zero; a from-scratch model gets small random
+    values instead so that the adapter path does something."""
+    gen = torch.Generator().manual_seed(seed + 1)
+    for name, param in model.language_model.named_parameters():
+        if "lora_B" in name:
+            with torch.no_grad():
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
+
+
+# ------------------------------------------------------------------- entry
+def resolve_device(device) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device!r}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device: expected 'cpu', 'cuda' or 'cuda:N', got {device}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device: CUDA was requested but torch sees no CUDA device")
+    return device
+
+
+def resolve_dtype(dtype, config: AnyRefConfig) -> torch.dtype:
+    value = config.dtype if dtype is None else dtype
+    if isinstance(value, torch.dtype):
+        if value not in DTYPES.values():
+            raise ValueError(f"dtype: expected float32, bfloat16 or float16, got {value}")
+        return value
+    if value not in DTYPES:
+        raise ValueError(f"dtype: expected one of {sorted(DTYPES)}, got {value!r}")
+    return DTYPES[value]
+
+
+def load_pipeline(cls, path_or_preset, device=None, dtype=None):
+    """See ``AnyRefPipeline.from_pretrained``."""
+    path = Path(os.path.expanduser(str(path_or_preset)))
+    if path.exists():
+        config = AnyRefConfig.load(path)
+        folder: Optional[Path] = (path if path.is_dir() else path.parent).resolve()
+    elif str(path_or_preset) in preset_names():
+        config = get_preset(str(path_or_preset))
+        folder = None
+    else:
+        raise FileNotFoundError(f"{path_or_preset!r} is neither a checkpoint folder nor a preset "
+                                f"(presets: {', '.join(preset_names())})")
+    return pipeline_from_config(cls, config, folder, device=device, dtype=dtype)
+
+
+def pipeline_from_config(cls, config: AnyRefConfig, folder: Optional[Path] = None,
+                         device=None, dtype=None):
+    """Build ``cls`` (a pipeline class) from ``config``; relative paths in it
+    are resolved against ``folder`` (else the working directory)."""
+    config = copy.deepcopy(config)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, config)
+    files = resolve_files(config, folder)
+    tokenizer = make_tokenizer(config, _tokenizer_folder(config, folder, files))
+    config.language.vocab_size = len(tokenizer)
+    model, sources, base_rows = build_model(config, files, torch_dtype)
+    model.place(torch_device, torch_dtype)
+    if config.quantization is not None:
+        quantize_language_model(model, config.quantization, torch_device)
+    return cls(model, tokenizer, config, sources=sources, folder=folder, base_rows=base_rows)
+
+
+def _tokenizer_folder(config: AnyRefConfig, folder: Optional[Path], files) -> Optional[Path]:
+    names = ("tokenizer.json", "tokenizer.model")
+    if folder is not None and any((folder / n).is_file() for n in names):
+        return folder
+    if config.tokenizer.path is not None:
+        path = Path(os.path.expanduser(config.tokenizer.path))
+        return path if path.is_absolute() or folder is None else folder / path
+    if config.tokenizer.kind == "pretrained":
+        for kind in ("lisa", "llava"):
+            if kind in files and files[kind].is_dir():
+                return files[kind]
+    return None
+
+
+def quantize_language_model(model: AnyRefModel, mode: str, device: torch.device) -> None:
+    """Swap the LLM's decoder linear layers for bitsandbytes 8/4-bit ones."""
+    if mode not in ("8bit", "4bit"):
+        raise ValueError(f"quantization: expected '8bit', '4bit' or null, got {mode!r}")
+    try:
+        import bitsandbytes as bnb
+    except ImportError:
+        raise ImportError(f"quantization={mode!r} needs bitsandbytes, which is not installed "
+                          "(pip install bitsandbytes; CUDA only)") from None
+    if device.type != "cuda":
+        raise ValueError(f"quantization={mode!r} runs on CUDA only; got device {device}")
+    layers = model.language_model.model.layers
+    for module_name, module in list(layers.named_modules()):
+        if "lora_" in module_name:  # the adapter stays in full precision
+            continue
+        for child_name, child in list(module.named_children()):
+            if type(child) is not torch.nn.Linear or child_name.startswith("lora_"):
+                continue
+            weight = child.weight.data.to("cpu", torch.float16)
+            if mode == "8bit":
+                new = bnb.nn.Linear8bitLt(child.in_features, child.out_features, child.bias is not None,
+                                          has_fp16_weights=False, threshold=6.0)
+                new.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
+            else:
+                new = bnb.nn.Linear4bit(child.in_features, child.out_features, child.bias is not None,
+                                        compute_dtype=torch.float16, quant_type="nf4")
+                new.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4")
+            if child.bias is not None:
+                new.bias = torch.nn.Parameter(child.bias.data.to(torch.float16), requires_grad=False)
+            setattr(module, child_name, new.to(device))
+
+
+# -------------------------------------------------------------------- save
+def save_pipeline(pipe, folder) -> None:
+    """Write ``config.json``/``config.yaml``, the tokenizer, ``trained.safetensors``
+    (LoRA, ``trained_modules``, added-token rows) and, for tensors that came
+    from no official file, ``base.safetensors``; official files stay
+    referenced (paths relative to ``folder``)."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder).resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    config = copy.deepcopy(pipe.config)
+    state = {canonical(k): v.detach().to("cpu").contiguous()
+             for k, v in pipe.model.state_dict().items()}
+    official = {str(p) for p in _official_paths(pipe)}
+    trained: Dict[str, torch.Tensor] = {}
+    base: Dict[str, torch.Tensor] = {}
+    offsets: Dict[str, int] = {}
+    base_rows = pipe.base_rows
+    for name, tensor in state.items():
+        if name in base_rows:
+            start = base_rows[name]
+            if _is_trained(name, config):
+                trained[name] = tensor.clone()
+            else:
+                trained[name] = tensor[start:].clone()
+                offsets[name] = start
+        elif _is_trained(name, config):
+            trained[name] = tensor.clone()
+        elif pipe.sources.get(name) not in official:
+            base[name] = tensor.clone()
+    for kind in OFFICIAL:
+        value = getattr(config.weights, kind)
+        if value is not None:
+            src = _resolve_against(value, pipe.folder)
+            setattr(config.weights, kind, os.path.relpath(src, folder))
+    config.weights.base = None
+    if base:
+        save_file(base, str(folder / BASE_FILE))
+        config.weights.base = BASE_FILE
+    save_file(trained, str(folder / TRAINED_FILE), metadata={ROW_OFFSETS: json.dumps(offsets)})
+    config.weights.trained = TRAINED_FILE
+    config.weights.allow_random = False
+    config.dtype = _dtype_name(pipe.model.dtype)
+    config.save(folder)
+    pipe.tokenizer.save_pretrained(str(folder))
+
+
+def _is_trained(name: str, config: AnyRefConfig) -> bool:
+    return "lora_" in name or any(name == p or name.startswith(p + ".") for p in config.trained_modules)
+
+
+def _official_paths(pipe) -> List[Path]:
+    out = []
+    for kind in OFFICIAL:
+        value = getattr(pipe.config.weights, kind)
+        if value is not None:
+            out.append(_resolve_against(value, pipe.folder))
+    return out
+
+
+def _resolve_against(value: str, folder: Optional[Path]) -> Path:
+    path = Path(os.path.expanduser(value))
+    if not path.is_absolute() and folder is not None:
+        path = folder / path
+    return path.resolve()
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]

@@ -1,0 +1,207 @@
+"""Input checks and pre-processing (numpy in, torch tensors out).
+
+* CLIP: resize to ``image_size``² (no centre crop, as AnyRef; LISA's shortest
+  side + centre crop with ``center_crop=True``), scale to [0, 1], CLIP mean/std.
+* SAM: ``ResizeLongestSide(image_size)``, mean/std in 0..255 units, zero pad
+  bottom/right to a square; the resized size is kept for un-padding.
+* Exemplar / region: optional mask (black background), crop to the box
+  trimmed 1 px per side, then the CLIP path.
+* Audio: mono mix, resample to 16 kHz, ``num_clips`` evenly spaced clips of
+  ``clip_seconds``, Kaldi fbank (128 bins, 25/10 ms, hanning, HTK), pad/cut to
+  ``target_length`` frames, normalise with the ImageBind mean/std.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .config import AudioConfig, SamConfig, VisionConfig
+
+Box = Tuple[int, int, int, int]
+
+
+# ------------------------------------------------------------------ checks
+def check_image(image, name: str = "image") -> np.ndarray:
+    """``image`` must be an HxWx3 uint8 RGB array with H, W > 0."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name}: expected an HxWx3 uint8 numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{name}: expected shape HxWx3 (RGB), got {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"{name}: expected a non-empty image, got shape {image.shape}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"{name}: expected dtype uint8 (0..255 RGB), got {image.dtype}")
+    return np.ascontiguousarray(image)
+
+
+def check_mask(mask, shape: Tuple[int, int], name: str = "exemplar_mask") -> np.ndarray:
+    """``mask`` must be an HxW bool array matching ``shape`` with some True pixel."""
+    if not isinstance(mask, np.ndarray):
+        raise ValueError(f"{name}: expected an HxW bool numpy array, got {type(mask).__name__}")
+    if mask.dtype != np.bool_:
+        raise ValueError(f"{name}: expected dtype bool, got {mask.dtype}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name}: expected shape {tuple(shape)} (the exemplar's HxW), got {mask.shape}")
+    if not mask.any():
+        raise ValueError(f"{name}: expected at least one True pixel, the mask is empty")
+    return mask
+
+
+def check_box(box, shape: Tuple[int, int]) -> Box:
+    """``box`` = (x_min, y_min, x_max, y_max) pixels inside an image of ``shape``."""
+    try:
+        values = [float(v) for v in box]
+    except (TypeError, ValueError):
+        raise ValueError(f"box: expected 4 numbers (x_min, y_min, x_max, y_max), got {box!r}") from None
+    if len(values) != 4 or not all(np.isfinite(values)):
+        raise ValueError(f"box: expected 4 finite numbers (x_min, y_min, x_max, y_max), got {box!r}")
+    h, w = shape
+    x0, y0, x1, y1 = values
+    if not (0 <= x0 < x1 <= w and 0 <= y0 < y1 <= h):
+        raise ValueError(
+            f"box: expected 0 <= x_min < x_max <= {w} and 0 <= y_min < y_max <= {h} "
+            f"(inside the {w}x{h} image), got {tuple(box)}")
+    return (int(np.floor(x0)), int(np.floor(y0)), int(np.ceil(x1)), int(np.ceil(y1)))
+
+
+# ------------------------------------------------------------------- CLIP
+def clip_pixels(image: np.ndarray, cfg: VisionConfig) -> torch.Tensor:
+    """(1, 3, S, S) float tensor for the CLIP vision tower."""
+    from PIL import Image
+
+    pil = Image.fromarray(image)
+    size = cfg.image_size
+    if cfg.center_crop:
+        w, h = pil.size
+        scale = size / min(w, h)
+        pil = pil.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BICUBIC)
+        w, h = pil.size
+        left, top = (w - size) // 2, (h - size) // 2
+        pil = pil.crop((left, top, left + size, top + size))
+    else:
+        pil = pil.resize((size, size), Image.BICUBIC)
+    x = torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255.0).permute(2, 0, 1)
+    mean = torch.tensor(cfg.mean).view(3, 1, 1)
+    std = torch.tensor(cfg.std).view(3, 1, 1)
+    return ((x - mean) / std).unsqueeze(0)
+
+
+def crop_reference(image: np.ndarray, box: Optional[Box] = None,
+                   mask: Optional[np.ndarray] = None) -> np.ndarray:
+    """Exemplar/region crop: mask to a black background (if given), crop to
+    ``box`` (default: the mask's box, or the whole image) trimmed 1 px per
+    side where the crop stays at least 1 px wide."""
+    if mask is not None:
+        image = image * mask[..., None].astype(image.dtype)
+        if box is None:
+            ys, xs = np.nonzero(mask)
+            box = (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+    if box is None:
+        return image
+    x0, y0, x1, y1 = box
+    if x1 - x0 > 2:
+        x0, x1 = x0 + 1, x1 - 1
+    if y1 - y0 > 2:
+        y0, y1 = y0 + 1, y1 - 1
+    return np.ascontiguousarray(image[y0:y1, x0:x1])
+
+
+# -------------------------------------------------------------------- SAM
+def sam_pixels(image: np.ndarray, cfg: SamConfig) -> Tuple[torch.Tensor, Tuple[int, int]]:
+    """((1, 3, S, S) padded tensor, resized (h, w)) for the SAM image encoder."""
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    resized = ResizeLongestSide(cfg.image_size).apply_image(image)
+    h, w = resized.shape[:2]
+    x = torch.from_numpy(resized).permute(2, 0, 1).float()
+    x = (x - torch.tensor(cfg.pixel_mean).view(3, 1, 1)) / torch.tensor(cfg.pixel_std).view(3, 1, 1)
+    x = F.pad(x, (0, cfg.image_size - w, 0, cfg.image_size - h))
+    return x.unsqueeze(0), (h, w)
+
+
+def postprocess_masks(low_res: torch.Tensor, sam_size: int, resized: Tuple[int, int],
+                      original: Tuple[int, int]) -> torch.Tensor:
+    """Mask logits (N, 1, h, w) -> (N, H, W) logits at the original size."""
+    x = F.interpolate(low_res.float(), (sam_size, sam_size), mode="bilinear", align_corners=False)
+    x = x[..., : resized[0], : resized[1]]
+    x = F.interpolate(x, tuple(original), mode="bilinear", align_corners=False)
+    return x[:, 0]
+
+
+# ------------------------------------------------------------------ audio
+def check_audio(audio, sample_rate, cfg: AudioConfig) -> np.ndarray:
+    """Mono float32 samples from (N,) or (N, channels) float input."""
+    if not isinstance(audio, np.ndarray):
+        raise ValueError(f"audio: expected a float32 numpy array (samples, or samples x channels), "
+                         f"got {type(audio).__name__}")
+    if audio.dtype not in (np.float32, np.float64):
+        raise ValueError(f"audio: expected float32 samples in [-1, 1], got dtype {audio.dtype}")
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    elif audio.ndim != 1:
+        raise ValueError(f"audio: expected shape (samples,) or (samples, channels), got {audio.shape}")
+    if sample_rate is None:
+        raise ValueError("sample_rate: expected the audio's sample rate in Hz (e.g. 16000), got None")
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate: expected a positive integer (Hz), got {sample_rate!r}")
+    if not np.all(np.isfinite(audio)):
+        raise ValueError("audio: expected finite samples, found NaN or infinity")
+    seconds = audio.shape[0] / float(sample_rate)
+    if seconds < cfg.min_seconds:
+        raise ValueError(f"audio: expected at least {cfg.min_seconds} s of sound, got {seconds * 1000:.1f} ms "
+                         f"({audio.shape[0]} samples at {sample_rate} Hz)")
+    return audio.astype(np.float32)
+
+
+def audio_clips(audio: np.ndarray, sample_rate: int, cfg: AudioConfig) -> torch.Tensor:
+    """(1, num_clips, 1, num_mel_bins, target_length) normalised fbanks."""
+    import torchaudio
+
+    wave = torch.from_numpy(audio).unsqueeze(0)
+    if sample_rate != cfg.sample_rate:
+        wave = torchaudio.functional.resample(wave, int(sample_rate), cfg.sample_rate)
+    duration = wave.shape[1] / cfg.sample_rate
+    last_start = max(duration - cfg.clip_seconds, 0.0)
+    step = last_start / (cfg.num_clips - 1) if cfg.num_clips > 1 else 0.0
+    clips = []
+    for i in range(cfg.num_clips):
+        start = i * step
+        a = int(start * cfg.sample_rate)
+        b = int((start + cfg.clip_seconds) * cfg.sample_rate)
+        clips.append(_fbank(wave[:, a:b], cfg))
+    return torch.stack(clips).unsqueeze(0)
+
+
+def _fbank(wave: torch.Tensor, cfg: AudioConfig) -> torch.Tensor:
+    from torchaudio.compliance import kaldi
+
+    wave = wave - wave.mean()
+    min_samples = int(0.025 * cfg.sample_rate)
+    if wave.shape[1] < min_samples:  # at least one 25 ms frame
+        wave = F.pad(wave, (0, min_samples - wave.shape[1]))
+    feats = kaldi.fbank(wave, htk_compat=True, sample_frequency=cfg.sample_rate, use_energy=False,
+                        window_type="hanning", num_mel_bins=cfg.num_mel_bins, dither=0.0,
+                        frame_length=25, frame_shift=10)
+    feats = feats.transpose(0, 1)  # (mel, frames)
+    missing = cfg.target_length - feats.shape[1]
+    feats = F.pad(feats, (0, missing)) if missing > 0 else feats[:, : cfg.target_length]
+    return ((feats - cfg.mean) / cfg.std).unsqueeze(0)
+
+
+def mask_box(mask: np.ndarray) -> Optional[Box]:
+    """(x_min, y_min, x_max, y_max) of a bool mask (exclusive max), None if empty."""
+    ys, xs = np.nonzero(mask)
+    if xs.size == 0:
+        return None
+    return (int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1)
+
+
+def pool_reference(features: torch.Tensor, grid: int, num: int) -> torch.Tensor:
+    """(P, D) patch features on a ``grid``x``grid`` layout -> (num, D): average
+    each patch row, then pool the rows into ``num`` horizontal bands."""
+    rows = features.reshape(grid, grid, -1).mean(dim=1)  # (grid, D)
+    return F.adaptive_avg_pool1d(rows.t().unsqueeze(0), num)[0].t()

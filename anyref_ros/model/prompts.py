@@ -1,0 +1,98 @@
+"""Prompt text ("llava_v1" conversation) and its tokenization into segments.
+
+A prompt is text with feature placeholders (``<image>``, ``<img_ref>``,
+``<aud_ref>``) that are not tokens: ``tokenize_prompt`` splits the text at
+them, tokenizes each text chunk (BOS once, at the start) and returns a list
+of segments, token-id lists and placeholder names, which the model turns into
+one embedding sequence (each placeholder replaced 1:1 by feature vectors).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import List, Optional, Sequence, Union
+
+from .config import AnyRefConfig
+
+Segment = Union[List[int], str]  # token ids, or a placeholder name
+
+IMAGE, IMAGE_REF, AUDIO_REF = "image", "image_ref", "audio_ref"
+REFERENCE_KINDS = ("text", "exemplar", "audio")
+
+
+def question_key(kinds: Sequence[str]) -> str:
+    """Template key for a set of reference kinds, e.g. ("text", "audio") -> "text+audio"."""
+    return "+".join(k for k in REFERENCE_KINDS if k in kinds)
+
+
+def check_user_text(text: str, config: AnyRefConfig) -> str:
+    """The stripped expression; ValueError if empty or it holds model tokens."""
+    if not isinstance(text, str):
+        raise ValueError(f"text: expected a str, got {type(text).__name__}")
+    text = text.strip()
+    if not text:
+        raise ValueError("text: expected a non-empty referring expression, got an empty string")
+    tokens = config.tokens
+    reserved = [t for t, _ in tokens.added_tokens()] + [tokens.image, tokens.image_ref, tokens.audio_ref]
+    found = [t for t in reserved if t in text]
+    if found:
+        raise ValueError(f"text: must not contain the model's reserved tokens {found}")
+    return text
+
+
+@dataclass
+class Prompt:
+    """The conversation text up to ``ASSISTANT:`` and the answer to force, if known."""
+
+    text: str
+    answer: Optional[str]
+    task: str  # "segment" or "describe"
+
+
+def build_prompt(config: AnyRefConfig, key: str, expression: Optional[str] = None,
+                 force: bool = True) -> Prompt:
+    """The llava_v1 prompt for template ``key`` (see ``PromptConfig.questions``)."""
+    p, t = config.prompt, config.tokens
+    if key not in p.questions:
+        supported = ", ".join(sorted(p.questions))
+        raise ValueError(f"preset {config.name!r} has no prompt for {key!r} references; "
+                         f"it supports: {supported}")
+    question = p.questions[key]
+    if "{expression}" in question and expression is None:
+        raise ValueError(f"the {key!r} template needs a text expression")
+    if expression is not None:
+        question = question.replace("{expression}", expression)
+    audio_clips = config.audio.num_clips if config.audio is not None else 0
+    question = question.replace(
+        "{img_ref}", t.image_ref_start + t.image_ref * p.image_ref_num + t.image_ref_end)
+    question = question.replace(
+        "{aud_ref}", t.audio_ref_start + t.audio_ref * audio_clips + t.audio_ref_end)
+    image = t.image_start + t.image + t.image_end
+    user = p.image_prefix.replace("{image}", image) + question
+    text = (f"{p.system}{p.sep}{p.user_role}: {user}{p.sep}{p.assistant_role}:")
+    answer = None
+    if force and expression is not None and key != "region":
+        answer = p.forced_answer.replace("{expression}", expression)
+    return Prompt(text=text, answer=answer, task="describe" if key == "region" else "segment")
+
+
+def tokenize_prompt(tokenizer, text: str, config: AnyRefConfig) -> List[Segment]:
+    """Split ``text`` at placeholders and tokenize the chunks (BOS first)."""
+    t = config.tokens
+    names = {t.image: IMAGE, t.image_ref: IMAGE_REF, t.audio_ref: AUDIO_REF}
+    pattern = "(" + "|".join(re.escape(k) for k in names) + ")"
+    segments: List[Segment] = []
+    if tokenizer.bos_token_id is not None:
+        segments.append([tokenizer.bos_token_id])
+    for piece in re.split(pattern, text):
+        if piece in names:
+            segments.append(names[piece])
+        elif piece:
+            segments.append(tokenizer.encode(piece, add_special_tokens=False))
+    return segments
+
+
+def tokenize_answer(tokenizer, answer: str) -> List[int]:
+    """Token ids of a forced answer, as the model would generate them."""
+    return tokenizer.encode(answer, add_special_tokens=False)

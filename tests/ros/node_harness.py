@@ -1,0 +1,99 @@
+"""Drive a running anyref node from a test: service and action calls, topic
+listeners, all on one rclpy context and a background executor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import rclpy
+from rclpy.action import ActionClient
+from rclpy.executors import MultiThreadedExecutor
+from rclpy.qos import qos_profile_sensor_data
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def start_node(*ros_args: str, namespace: str = "/robot") -> subprocess.Popen:
+    """The real console entry point in its own process."""
+    exe = Path(sys.executable).with_name("anyref_node")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cmd = [str(exe), "--ros-args", "--params-file", str(REPO / "config" / "anyref.yaml"),
+           "-r", f"__ns:={namespace}", *ros_args]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> float:
+    """Send ``sig`` and return how long the process took to exit."""
+    t = time.monotonic()
+    proc.send_signal(sig)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return time.monotonic() - t
+
+
+class Client:
+    """Service/action/topic access to the node under ``namespace``/anyref."""
+
+    def __init__(self, context, namespace: str = "/robot") -> None:
+        self.node = rclpy.create_node("anyref_test_client", context=context)
+        self.base = f"{namespace}/anyref"
+        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self._thread.start()
+        self._received: dict[str, list] = {}
+
+    def service(self, srv_type, name: str, timeout: float = 60.0):
+        client = self.node.create_client(srv_type, f"{self.base}/{name}")
+        assert client.wait_for_service(timeout_sec=timeout), f"{self.base}/{name} did not appear"
+        return client
+
+    def call(self, client, request, timeout: float = 120.0):
+        future = client.call_async(request)
+        done = threading.Event()
+        future.add_done_callback(lambda _f: done.set())
+        assert done.wait(timeout), "no response"
+        return future.result()
+
+    def action(self, action_type, name: str, timeout: float = 60.0) -> ActionClient:
+        client = ActionClient(self.node, action_type, f"{self.base}/{name}")
+        assert client.wait_for_server(timeout_sec=timeout), f"{self.base}/{name} action did not appear"
+        return client
+
+    def listen(self, msg_type, topic: str, sensor: bool = False) -> list:
+        """Messages arriving on ``topic`` are appended to the returned list."""
+        got: list = []
+        self.node.create_subscription(msg_type, topic, got.append, qos_profile_sensor_data if sensor else 10)
+        self._received[topic] = got
+        return got
+
+    @staticmethod
+    def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(0.05)
+        raise AssertionError(f"timed out waiting for {what}")
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+
+
+def wait_future(future, timeout: float = 60.0) -> Optional[Any]:
+    done = threading.Event()
+    future.add_done_callback(lambda _f: done.set())
+    assert done.wait(timeout), "future not done"
+    return future.result()

@@ -1,0 +1,129 @@
+"""The anyref node's camera-side inputs, driven by the test itself: a query
+before any frame, a stale frame, depth + camera info giving a 3D position in
+the camera frame, compressed images, and lifecycle transitions."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import rclpy
+from anyref_ros.conversions import numpy_to_image, rgb_to_compressed
+from anyref_ros.msg import Referral
+from anyref_ros.srv import Segment
+from rclpy.qos import qos_profile_sensor_data
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+from visualization_msgs.msg import MarkerArray
+
+from node_harness import Client, start_node, stop
+
+W, H = 160, 120
+
+
+@pytest.fixture
+def client():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    c = Client(ctx, namespace="/inputs")
+    yield c
+    c.close()
+    rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture
+def node():
+    procs = []
+
+    def start(*args):
+        procs.append(start_node("-p", "checkpoint:=tiny", "-p", "warmup:=false", *args, namespace="/inputs"))
+        return procs[-1]
+
+    yield start
+    for p in procs:
+        if p.poll() is None:
+            stop(p)
+
+
+def publisher(client, msg_type, topic):
+    pub = client.node.create_publisher(msg_type, topic, qos_profile_sensor_data)
+    client.wait_for(lambda: pub.get_subscription_count() > 0, 30, f"the node's subscription to {topic}")
+    return pub
+
+
+def frame(client, stamp_offset_s: float = 0.0, frame_id: str = "cam_optical") -> Image:
+    msg = numpy_to_image(np.full((H, W, 3), 120, np.uint8), "rgb8")
+    now = client.node.get_clock().now().nanoseconds * 1e-9 + stamp_offset_s
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(now), int((now % 1) * 1e9)
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def test_no_frame_then_stale_frame_then_fresh_frame(node, client):
+    node("-p", "max_frame_age_s:=2.0")
+    seg = client.service(Segment, "segment")
+    r = client.call(seg, Segment.Request(text="red circle"))
+    assert not r.success and "no camera frame has arrived yet on /inputs/image" in r.message
+    pub = publisher(client, Image, "/inputs/image")
+    pub.publish(frame(client, stamp_offset_s=-10.0))
+    r = client.wait_for(lambda: (x := client.call(seg, Segment.Request(text="red circle"))) and "no camera" not in x.message and x,
+                        20, "the stale frame to arrive")
+    assert not r.success and "s old (max_frame_age_s=2)" in r.message, r.message
+    pub.publish(frame(client))
+    r = client.wait_for(lambda: (x := client.call(seg, Segment.Request(text="red circle"))).success and x, 20, "a fresh frame")
+    assert r.result.header.frame_id == "cam_optical"
+
+
+def test_depth_gives_a_position_in_the_camera_frame(node, client):
+    node("-p", "max_frame_age_s:=0.0")
+    markers = client.listen(MarkerArray, "/inputs/anyref/markers")
+    pub_image = publisher(client, Image, "/inputs/image")
+    pub_depth = publisher(client, Image, "/inputs/depth")
+    pub_info = publisher(client, CameraInfo, "/inputs/camera_info")
+    colour = frame(client)
+    depth = numpy_to_image(np.full((H, W), 1500, np.uint16), "16UC1", colour.header)  # 1.5 m plane, mm
+    info = CameraInfo(width=W, height=H, k=[100.0, 0, W / 2, 0, 100.0, H / 2, 0, 0, 1])
+    info.header.frame_id = "depth_optical"
+    seg = client.service(Segment, "segment")
+
+    def answered():
+        pub_info.publish(info)
+        pub_depth.publish(depth)
+        pub_image.publish(colour)
+        time.sleep(0.2)
+        r = client.call(seg, Segment.Request(text="red circle"))
+        return r.success and r.result.has_position and r
+    r = client.wait_for(answered, 30, "an answer with a 3D position")
+    p = r.result.position
+    assert p.header.frame_id == "depth_optical"
+    assert abs(p.point.z - 1.5) < 0.02
+    assert (p.header.stamp.sec, p.header.stamp.nanosec) == (colour.header.stamp.sec, colour.header.stamp.nanosec)
+    client.wait_for(lambda: markers, 10, "RViz markers")
+    assert markers[-1].markers[0].header.frame_id == "depth_optical"
+
+
+def test_compressed_input_and_reliable_qos(node, client):
+    node("-p", "use_compressed:=true", "-p", "image_qos:=reliable", "-p", "max_frame_age_s:=0.0")
+    pub = client.node.create_publisher(CompressedImage, "/inputs/image/compressed", 10)  # reliable
+    client.wait_for(lambda: pub.get_subscription_count() > 0, 30, "the compressed subscription")
+    msg = rgb_to_compressed(np.full((H, W, 3), 90, np.uint8), "jpeg")
+    msg.header.frame_id = "compressed_cam"
+    seg = client.service(Segment, "segment")
+
+    def answered():
+        pub.publish(msg)
+        r = client.call(seg, Segment.Request(text="blue square"))
+        return r.success and r
+    r = client.wait_for(answered, 30, "an answer on a compressed frame")
+    assert r.result.header.frame_id == "compressed_cam" and r.result.mask.width == W
+
+
+def test_bad_checkpoint_leaves_node_running_and_inactive(node, client):
+    proc = node("-p", "checkpoint:=/nonexistent/folder")
+    seg = client.service(Segment, "segment")
+    r = client.call(seg, Segment.Request(text="red circle"))
+    assert not r.success and "not active" in r.message
+    assert proc.poll() is None
+    stop(proc)
+    out = proc.stdout.read()
+    assert "cannot load checkpoint '/nonexistent/folder'" in out and "neither a folder" in out
