@@ -12,6 +12,7 @@ ENTRY_POINTS = [
     # Keep in sync with ANYREF_ENTRY_POINTS in CMakeLists.txt.
     "anyref_node = anyref_ros.node:main",
     "anyref-demo = anyref_ros.demo:main",
+    "anyref-benchmark = anyref_ros.benchmark:main",
 ]
 
 setup(

@@ -1,0 +1,19 @@
+"""anyref-benchmark prints JSON with every stage (no timing thresholds here)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO, child_env
+
+
+def test_benchmark_prints_json_for_every_reference_type():
+    exe = Path(sys.executable).with_name("anyref-benchmark")
+    proc = subprocess.run([str(exe), "--checkpoint", "tiny", "--device", "cpu", "--repeats", "1", "--size", "160x120"],
+                          cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["device"] == "cpu" and data["image_size"] == [160, 120]
+    assert set(data["query_on_cached_frame"]) == {"text", "exemplar", "region", "audio", "text+audio"}
+    assert data["encode_image"]["median_ms"] > 0 and data["peak_rss_mb"] > 0
