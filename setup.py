@@ -13,6 +13,7 @@ ENTRY_POINTS = [
     "anyref_node = anyref_ros.node:main",
     "anyref-demo = anyref_ros.demo:main",
     "anyref-benchmark = anyref_ros.benchmark:main",
+    "anyref-model-summary = anyref_ros.model.summary:main",
 ]
 
 setup(

@@ -90,6 +90,7 @@ class AnyRefNode(LifecycleNode):
                         "queries_refused": 0}
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
+        self._goals: dict[int, Any] = {}  # id(goal request) -> (job, header, kind) or the QueryError
         self._warned_no_frames = False
         self._started = time.monotonic()
 
@@ -515,19 +516,26 @@ class AnyRefNode(LifecycleNode):
 
     # ----------------------------------------------------------------- action
     def _on_goal(self, goal: Refer.Goal) -> GoalResponse:
-        engine = self._engine
-        if engine is None or not self.active:
-            self.get_logger().warning("refer goal rejected: the node is not active")
-            return GoalResponse.REJECT
-        if engine.queue_depth >= engine.max_queue:
-            self._counts["queries_refused"] += 1
-            self.get_logger().warning(f"refer goal rejected: queue full (max_queue={engine.max_queue})")
-            return GoalResponse.REJECT
+        """Accepting a goal is submitting it: REJECT exactly when the node is
+        inactive or the queue is full. A goal with bad input is accepted and
+        aborted with the reason (a rejection could not carry a message)."""
+        try:
+            req, header, kind = self._segment_request(goal)
+            job = self._submit(req)
+        except QueryError as exc:
+            if str(exc).startswith(("busy", "the node is not active", "the node is shutting down")):
+                self._counts["queries_refused"] += 1
+                self.get_logger().warning(f"refer goal rejected: {exc}")
+                return GoalResponse.REJECT
+            self._goals[id(goal)] = exc
+            return GoalResponse.ACCEPT
+        self._goals[id(goal)] = (job, header, kind)
         return GoalResponse.ACCEPT
 
     def _execute_refer(self, goal_handle) -> Refer.Result:
         result = Refer.Result()
         start = time.monotonic()
+        pending = self._goals.pop(id(goal_handle.request), None)
 
         def feedback(job: eng.Job, stage: str) -> None:
             fb = Refer.Feedback()
@@ -537,11 +545,13 @@ class AnyRefNode(LifecycleNode):
             goal_handle.publish_feedback(fb)
 
         try:
-            req, header, kind = self._segment_request(goal_handle.request)
-            job = self._submit(req, on_stage=feedback)
-            feedback(job, eng.STAGE_QUEUED)
+            if not isinstance(pending, tuple):
+                raise pending or QueryError("internal error: goal was not registered")
+            job, header, kind = pending
+            job.on_stage = feedback
+            feedback(job, job.stage)
             deadline = start + self.param("query_timeout_s")
-            while not job.done():
+            while not job.wait(0.02):
                 if goal_handle.is_cancel_requested:
                     self._engine and self._engine.cancel(job)
                     job.wait(5.0)
@@ -551,7 +561,6 @@ class AnyRefNode(LifecycleNode):
                 if time.monotonic() > deadline:
                     self._engine and self._engine.cancel(job)
                     raise QueryError("no answer within query_timeout_s; the query was cancelled")
-                job.wait(0.02)
             result.result = self._finish(job, header, goal_handle.request.text, kind)
         except Exception as exc:
             self._fail(result, exc, "refer")

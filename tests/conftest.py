@@ -5,14 +5,9 @@ from __future__ import annotations
 import os
 import random
 import subprocess
-import sys
 import tempfile
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-HELPERS = Path(__file__).resolve().parent / "helpers"
 
 # Isolation when pytest is started by hand (make test sets these too): a random
 # domain, localhost-only discovery, logs in a temporary folder.
@@ -21,39 +16,9 @@ os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="anyref-roslog-"))
 
 from anyref_ros import ros_env  # noqa: E402
+from testsupport import spawn_helper, stop_process  # noqa: E402
 
 ros_env.configure()
-
-
-def child_env(**extra: str) -> dict[str, str]:
-    """Environment for a child Python process of this venv (same ROS domain)."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def spawn_helper(name: str, *args: str, **env: str) -> subprocess.Popen:
-    """Start tests/helpers/NAME.py in its own process (output on its stdout pipe)."""
-    return subprocess.Popen(
-        [sys.executable, str(HELPERS / f"{name}.py"), *args],
-        cwd=REPO,
-        env=child_env(**env),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
-def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture

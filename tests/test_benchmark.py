@@ -5,7 +5,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import REPO, child_env
+from testsupport import REPO, child_env
 
 
 def test_benchmark_prints_json_for_every_reference_type():

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, child_env
+from testsupport import REPO, child_env
 
 
 @pytest.mark.timeout(600)

@@ -255,11 +255,11 @@ class AnyRefConfig:
 
     # ----------------------------------------------------------------- IO
     def to_dict(self) -> Dict[str, Any]:
-        return _to_plain(dataclasses.asdict(self))
+        return to_plain(dataclasses.asdict(self))
 
     @classmethod
     def from_dict(cls, data: Dict[str, Any]) -> "AnyRefConfig":
-        return _from_plain(cls, data, "config")
+        return dataclass_from_dict(cls, data, "config")
 
     def save(self, folder: str | Path) -> None:
         """Write ``config.json`` and ``config.yaml`` into ``folder``."""
@@ -295,16 +295,19 @@ class AnyRefConfig:
         return cls.from_dict(data)
 
 
-def _to_plain(value: Any) -> Any:
+def to_plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (JSON/YAML-ready ``dataclasses.asdict`` output)."""
     if isinstance(value, dict):
-        return {k: _to_plain(v) for k, v in value.items()}
+        return {k: to_plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_to_plain(v) for v in value]
+        return [to_plain(v) for v in value]
     return value
 
 
-def _from_plain(cls: type, data: Dict[str, Any], where: str) -> Any:
-    """Build dataclass ``cls`` from plain data; unknown keys are errors."""
+def dataclass_from_dict(cls: type, data: Dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` (nested dataclasses, Optional, tuples) from plain
+    JSON/YAML data; unknown keys are errors naming ``where``.  Reusable by
+    other config trees (e.g. training)."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(data) - set(fields)
     if unknown:
@@ -324,7 +327,7 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected a mapping")
-        return _from_plain(hint, value, where)
+        return dataclass_from_dict(hint, value, where)
     if origin is typing.Union:
         inner = [a for a in args if a is not type(None)]
         return _convert(inner[0], value, where) if len(inner) == 1 else value

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import rclpy
 from rclpy.action import ActionClient
-from rclpy.executors import MultiThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 
 REPO = Path(__file__).resolve().parents[2]
@@ -42,12 +42,17 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.
 
 
 class Client:
-    """Service/action/topic access to the node under ``namespace``/anyref."""
+    """Service/action/topic access to the node under ``namespace``/anyref.
+
+    One executor thread does all the client-side work: calls made from test
+    threads are handed to it (:meth:`run`), because rclpy's ActionClient
+    registers a request only after sending it and loses the answer if another
+    thread processes it first."""
 
     def __init__(self, context, namespace: str = "/robot") -> None:
         self.node = rclpy.create_node("anyref_test_client", context=context)
         self.base = f"{namespace}/anyref"
-        self.executor = MultiThreadedExecutor(num_threads=4, context=context)
+        self.executor = SingleThreadedExecutor(context=context)
         self.executor.add_node(self.node)
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
@@ -58,12 +63,25 @@ class Client:
         assert client.wait_for_service(timeout_sec=timeout), f"{self.base}/{name} did not appear"
         return client
 
+    def run(self, start, timeout: float = 120.0):
+        """Run ``start()`` (which returns an rclpy Future) on the executor thread; its result."""
+
+        async def task():
+            return await start()
+
+        return wait_future(self.executor.create_task(task), timeout)
+
     def call(self, client, request, timeout: float = 120.0):
-        future = client.call_async(request)
-        done = threading.Event()
-        future.add_done_callback(lambda _f: done.set())
-        assert done.wait(timeout), "no response"
-        return future.result()
+        return self.run(lambda: client.call_async(request), timeout)
+
+    def send_goal(self, client, goal, feedback_callback=None, timeout: float = 60.0):
+        return self.run(lambda: client.send_goal_async(goal, feedback_callback=feedback_callback), timeout)
+
+    def goal_result(self, handle, timeout: float = 120.0):
+        return self.run(handle.get_result_async, timeout)
+
+    def cancel(self, handle, timeout: float = 60.0):
+        return self.run(handle.cancel_goal_async, timeout)
 
     def action(self, action_type, name: str, timeout: float = 60.0) -> ActionClient:
         client = ActionClient(self.node, action_type, f"{self.base}/{name}")

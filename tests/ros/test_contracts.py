@@ -13,7 +13,7 @@ import yaml
 
 from anyref_ros.node import AnyRefNode
 from anyref_ros.parameters import PARAMS
-from conftest import REPO
+from testsupport import REPO
 
 
 @pytest.fixture

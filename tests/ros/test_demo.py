@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, child_env
+from testsupport import REPO, child_env
 
 
 def run_demo(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:

@@ -30,11 +30,11 @@ def system(tmp_path_factory):
     """Node + 10 Hz BEST_EFFORT camera (640x480) + a client, for the whole module."""
     import rclpy
 
-    from conftest import spawn_helper
+    from testsupport import spawn_helper
 
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
-    node = start_node("-p", "checkpoint:=tiny", "-p", "warmup:=false", "-p", "max_queue:=2",
+    node = start_node("-p", "checkpoint:=tiny", "-p", "warmup:=false", "-p", "max_queue:=4",
                       "-p", "max_image_pixels:=1000000", "-p", "max_text_chars:=40", "-r", "image:=camera/image")
     camera = spawn_helper("image_publisher", str(W), str(H), "100000", "10", "/robot/camera/image")
     client = Client(ctx)
@@ -44,6 +44,12 @@ def system(tmp_path_factory):
         if proc.poll() is None:
             stop(proc)
     rclpy.try_shutdown(context=ctx)
+
+
+def wait_ready(client) -> None:
+    """Until the node answers on camera frames (it loads, the camera is discovered)."""
+    seg = client.service(Segment, "segment")
+    client.wait_for(lambda: client.call(seg, segment_request()).success, 60, "a successful answer on a camera frame")
 
 
 def segment_request(text="red circle", **fields) -> Segment.Request:
@@ -157,26 +163,71 @@ def test_query_topic_publishes_results(system):
 
 def test_action_feedback_result_and_cancel(system):
     node, camera, client = system
+    wait_ready(client)
     action = client.action(Refer, "refer")
     feedback = []
     goal = Refer.Goal(text="yellow square")
-    handle = wait_future(action.send_goal_async(goal, feedback_callback=lambda m: feedback.append(m.feedback.stage)))
+    handle = client.send_goal(action, goal, feedback_callback=lambda m: feedback.append(m.feedback.stage))
     assert handle.accepted
-    result = wait_future(handle.get_result_async()).result
+    result = client.goal_result(handle).result
     assert result.success, result.message
     assert image_to_mask(result.result.mask).shape == (H, W)
     assert "generating" in feedback
 
     # Cancel: the first goal occupies the worker, the second waits and is cancelled.
-    goals = [wait_future(action.send_goal_async(Refer.Goal(text=f"red circle {i}"))) for i in range(2)]
-    cancel = wait_future(goals[1].cancel_goal_async())
+    goals = [client.send_goal(action, Refer.Goal(text=f"red circle {i}")) for i in range(2)]
+    cancel = client.cancel(goals[1])
     assert len(cancel.goals_canceling) == 1
-    outcome = wait_future(goals[1].get_result_async())
+    outcome = client.goal_result(goals[1])
     from action_msgs.msg import GoalStatus
 
     assert outcome.status == GoalStatus.STATUS_CANCELED
     assert not outcome.result.success and outcome.result.message == "cancelled"
-    wait_future(goals[0].get_result_async())
+    client.goal_result(goals[0])
+
+
+def test_all_paths_at_once_and_a_burst_of_goals(system):
+    """Service, region service, action and query topic used concurrently all
+    answer; a burst of goals beyond max_queue is partly rejected at once and
+    every accepted goal still succeeds."""
+    import threading
+
+    node, camera, client = system
+    wait_ready(client)
+    seg = client.service(Segment, "segment")
+    desc = client.service(DescribeRegion, "describe_region")
+    action = client.action(Refer, "refer")
+    results = client.listen(Referral, "/robot/anyref/results")
+    pub = client.node.create_publisher(String, "/robot/query", 10)
+    client.wait_for(lambda: pub.get_subscription_count() > 0, 30, "the query subscription")
+    answers = {}
+
+    def call(name, fn):
+        answers[name] = fn()
+
+    threads = [
+        threading.Thread(target=call, args=("segment", lambda: client.call(seg, segment_request("red square")))),
+        threading.Thread(target=call, args=("describe", lambda: client.call(desc, DescribeRegion.Request(x_min=0, y_min=0, x_max=99, y_max=99)))),
+        threading.Thread(target=call, args=("action", lambda: client.goal_result(client.send_goal(action, Refer.Goal(text="blue circle"))).result)),
+    ]
+    for t in threads:
+        t.start()
+    pub.publish(String(data="concurrent query"))
+    for t in threads:
+        t.join(60)
+    assert all(answers[k].success for k in ("segment", "describe", "action")), {k: v.message for k, v in answers.items()}
+    client.wait_for(lambda: [m for m in results if m.query == "concurrent query"], 60, "the topic query's answer")
+
+    async def burst():
+        # 10: rclpy's default action QoS keeps the last 10 requests and responses
+        futures = [action.send_goal_async(Refer.Goal(text=f"goal {i}")) for i in range(10)]
+        return [await f for f in futures]
+
+    handles = wait_future(client.executor.create_task(burst), 60)
+    accepted = [h for h in handles if h.accepted]
+    assert 0 < len(accepted) < len(handles), "a burst of 10 goals with max_queue=4 should be partly rejected"
+    for h in accepted:
+        assert client.goal_result(h).result.success
 
 
 def test_diagnostics_report_frames_and_latency(system):
