@@ -649,9 +649,8 @@ def main(args: Optional[list[str]] = None) -> NoReturn:
     executor = MultiThreadedExecutor(num_threads=8)
     executor.add_node(node)
     try:
-        if node.param("autostart"):
-            node.trigger_configure()
-            node.trigger_activate()
+        if node.param("autostart") and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()  # on failure the node stays inactive, serving "not active" answers
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass

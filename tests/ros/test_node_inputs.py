@@ -127,3 +127,13 @@ def test_bad_checkpoint_leaves_node_running_and_inactive(node, client):
     stop(proc)
     out = proc.stdout.read()
     assert "cannot load checkpoint '/nonexistent/folder'" in out and "neither a folder" in out
+
+
+def test_bad_parameter_value_keeps_the_node_unconfigured_and_running(node, client):
+    proc = node("-p", "image_qos:=best_effort")
+    seg = client.service(Segment, "segment")
+    r = client.call(seg, Segment.Request(text="red circle"))
+    assert not r.success and "not active" in r.message
+    stop(proc)
+    out = proc.stdout.read()
+    assert "parameter image_qos='best_effort': expected one of ('sensor_data', 'reliable')" in out
