@@ -9,7 +9,7 @@ contact sheet and ``summary.json`` with every query, its IoU against the
 ground truth and its latency.
 
     anyref-demo                         # model/toy, 3 scenes per path, output in ./demo_output
-    anyref-demo --checkpoint tiny --scenes 1 --out /tmp/demo
+    anyref-demo --checkpoint tiny --scenes 1 --out demo_tiny
     anyref-demo --bag run.mcap --image-topic /camera/image_raw --query "red circle" --record answers
 
 With ``--bag`` the camera is a recorded rosbag2 (MCAP or sqlite3, read with
