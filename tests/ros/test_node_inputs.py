@@ -137,3 +137,12 @@ def test_bad_parameter_value_keeps_the_node_unconfigured_and_running(node, clien
     stop(proc)
     out = proc.stdout.read()
     assert "parameter image_qos='best_effort': expected one of ('sensor_data', 'reliable')" in out
+
+
+def test_sigint_exits_cleanly_and_quickly(node, client):
+    import signal
+
+    proc = node()
+    client.service(Segment, "segment")  # up and serving
+    assert stop(proc, signal.SIGINT) < 2.0
+    assert proc.returncode == 0
