@@ -375,7 +375,8 @@ class AnyRefNode(LifecycleNode):
         msg.header = header
         msg.query = query
         msg.reference_type = kind
-        msg.description = ref.text
+        # The answer template ends every answer with "."; the description drops it.
+        msg.description = ref.text.strip().removesuffix(".").strip()
         msg.mask = conv.mask_to_image(ref.mask, header)
         msg.mask_area = int(ref.mask.sum())
         if ref.box is not None:

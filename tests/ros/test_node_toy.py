@@ -6,6 +6,8 @@ gives the 3D position within 2 cm."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import rclpy
@@ -43,8 +45,12 @@ def toy_system():
         text = f"{task} {index}"
         scene.publish(String(data=text))
         client.wait_for(lambda: text in [a.data for a in acks], 20, f"the camera to show {text}")
+        time.sleep(0.2)  # the frames the camera acknowledged reach the node
         return world.sample(index, task)
 
+    show("text", 0)  # until the node has loaded the model and receives the camera
+    seg = client.service(Segment, "segment", timeout=120)
+    client.wait_for(lambda: client.call(seg, Segment.Request(text="red circle")).success, 120, "the node answering")
     yield client, show
     client.close()
     stop_process(camera)
@@ -64,7 +70,7 @@ def check(result: Referral, sample, min_iou: float = 0.6) -> None:
     assert score >= min_iou, f"IoU {score:.2f} for {sample.task} {sample.query or sample.description!r}"
 
 
-def segment(client, show, task, index, **fields):
+def segment(client, show, task, index, fields):
     sample = show(task, index)
     seg = client.service(Segment, "segment", timeout=120)
     request = Segment.Request(**fields(sample))
