@@ -14,6 +14,8 @@ ENTRY_POINTS = [
     "anyref-demo = anyref_ros.demo:main",
     "anyref-benchmark = anyref_ros.benchmark:main",
     "anyref-model-summary = anyref_ros.model.summary:main",
+    "anyref-train = anyref_ros.training.cli:main",
+    "anyref-eval = anyref_ros.evaluation.cli:main",
 ]
 
 setup(
@@ -23,6 +25,6 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["anyref_ros", "anyref_ros.*"]),
-    package_data={"anyref_ros": ["py.typed"]},
+    package_data={"anyref_ros.training": ["configs/*.yaml"]},
     entry_points={"console_scripts": ENTRY_POINTS},
 )

@@ -284,15 +284,20 @@ class AnyRefConfig:
             raise FileNotFoundError(
                 f"{path}: no {CONFIG_JSON} or {CONFIG_YAML}; this is not an anyref_ros "
                 "checkpoint folder (save one with AnyRefPipeline.save_pretrained)")
-        text = path.read_text()
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping at the top level")
-        return cls.from_dict(data)
+        return cls.from_dict(read_mapping(path))
+
+
+def read_mapping(path: Path) -> dict:
+    """The mapping in a JSON or YAML (``.yaml``/``.yml``) file."""
+    text = Path(path).read_text()
+    if Path(path).suffix in (".yaml", ".yml"):
+        import yaml
+        data = yaml.safe_load(text)
+    else:
+        data = json.loads(text)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level")
+    return data
 
 
 def to_plain(value: Any) -> Any:

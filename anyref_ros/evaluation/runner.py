@@ -1,0 +1,127 @@
+"""Run an ``AnyRefPipeline`` over ``Sample`` objects and score it per task.
+
+``predict(pipe, sample)`` issues the query a user of the node would issue:
+
+* text: ``segment(image, text=query)`` (forced answer);
+* exemplar: ``segment(image, exemplar=..., exemplar_mask=...)`` (greedy: the
+  model names the referent, then segments);
+* audio: ``segment(image, audio=..., sample_rate=...)`` (greedy);
+* region: ``describe(image, box)`` (greedy; the sample's inclusive box is
+  converted to the pipeline's exclusive one).
+
+``TaskScores`` accumulates, per task, referring cIoU/gIoU, AVS mIoU/F
+(audio; consecutive frames with the same ``metadata["video"]`` form one
+video, any other sample is a one-frame video; the pipeline returns binary
+masks, so the F sweep reduces to the F-score at 0.5) and the answer's exact
+match with the sample's description (greedy tasks); region descriptions
+also get CIDEr-D, and METEOR where a scorer is installed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, List, Optional
+
+import numpy as np
+
+from ..data.sample import Sample
+from .grid import GridRow, caption_for
+from .metrics import AVSAccumulator, ReferringAccumulator
+from .text_metrics import MetricUnavailable, cider_d, exact_match, meteor
+
+GREEDY_TASKS = ("exemplar", "audio", "region")
+
+
+def inclusive_to_exclusive(box):
+    x0, y0, x1, y1 = box
+    return (x0, y0, x1 + 1, y1 + 1)
+
+
+@dataclass
+class Prediction:
+    mask: np.ndarray
+    text: str
+    answer: str
+
+
+def predict(pipe, sample: Sample) -> Prediction:
+    """The pipeline's answer to ``sample`` (see the module docstring)."""
+    if sample.task == "text":
+        r = pipe.segment(sample.image, text=sample.query)
+    elif sample.task == "exemplar":
+        r = pipe.segment(sample.image, exemplar=sample.exemplar, exemplar_mask=sample.exemplar_mask)
+    elif sample.task == "audio":
+        r = pipe.segment(sample.image, audio=sample.audio, sample_rate=sample.sample_rate)
+    elif sample.task == "region":
+        r = pipe.describe(sample.image, inclusive_to_exclusive(sample.box))
+    else:
+        raise ValueError(f"unknown task {sample.task!r}")
+    return Prediction(mask=r.mask, text=r.text, answer=r.answer)
+
+
+@dataclass
+class TaskScores:
+    """Accumulated scores of one task."""
+
+    referring: ReferringAccumulator = field(default_factory=ReferringAccumulator)
+    avs: AVSAccumulator = field(default_factory=AVSAccumulator)
+    texts: List[str] = field(default_factory=list)
+    references: List[str] = field(default_factory=list)
+    video: Optional[object] = None  # AVSBench video whose frames are being collected
+    frames: List[tuple] = field(default_factory=list)
+
+    def add(self, task: str, sample: Sample, pred: Prediction) -> float:
+        gt = sample.mask
+        score = self.referring.add(pred.mask, gt)
+        if task == "audio":  # frames of one video (metadata "video") are scored together
+            video = sample.metadata.get("video", object())
+            if video != self.video:
+                self.flush()
+                self.video = video
+            self.frames.append((pred.mask.astype(np.float64), gt))
+        if task in GREEDY_TASKS and sample.description is not None:
+            self.texts.append(pred.text)
+            self.references.append(sample.description)
+        return score
+
+    def flush(self) -> None:
+        if self.frames:
+            self.avs.add_video(np.stack([p for p, _ in self.frames]), np.stack([g for _, g in self.frames]))
+        self.frames, self.video = [], None
+
+    def summary(self, task: str, text_metrics: bool = True) -> Dict[str, object]:
+        self.flush()
+        out: Dict[str, object] = dict(self.referring.summary())
+        if task == "audio":
+            avs = self.avs.summary()
+            out.update(mIoU=avs["mIoU"], F=avs["F"])
+        if self.texts:
+            out["exact_match"] = exact_match(self.texts, self.references)
+            if task == "region" and text_metrics:
+                out["CIDEr-D"] = cider_d(self.texts, [[r] for r in self.references])[0]
+                try:
+                    out["METEOR"] = meteor(self.texts, [[r] for r in self.references])[0]
+                except MetricUnavailable as exc:
+                    out["METEOR"] = None
+                    out["METEOR_note"] = str(exc)
+        return out
+
+
+def evaluate(pipe, samples: Iterable[Sample], grid_per_task: int = 0,
+             text_metrics: bool = True, progress: Optional[object] = None) -> Dict[str, object]:
+    """Scores per task (``{"tasks": {task: {...}}, "grid": [GridRow, ...]}``);
+    the first ``grid_per_task`` samples of each task become grid rows."""
+    scores: Dict[str, TaskScores] = {}
+    rows: Dict[str, List[GridRow]] = {}
+    for sample in samples:
+        pred = predict(pipe, sample)
+        task = sample.task
+        iou = scores.setdefault(task, TaskScores()).add(task, sample, pred)
+        if len(rows.setdefault(task, [])) < grid_per_task:
+            query = sample.query or f"{task}: {sample.description}"
+            rows[task].append(GridRow(sample.image, sample.mask, pred.mask,
+                                      caption_for(query, iou, pred.text if task in GREEDY_TASKS else None)))
+        if progress is not None:
+            progress.update(1)
+    tasks = {t: s.summary(t, text_metrics) for t, s in sorted(scores.items())}
+    return {"tasks": tasks, "grid": [r for t in sorted(rows) for r in rows[t]]}

@@ -1,0 +1,141 @@
+"""Teacher-forced forward pass and the AnyRef loss.
+
+``AnyRefTrainingModule`` wraps an ``AnyRefModel`` so that one ``forward``
+call (what DDP / accelerate see) runs a whole ``Batch``:
+
+1. SAM image encoder and CLIP on the batch; exemplar/region crops pooled
+   with the model's ``pool_reference``; audio through the ImageBind branch
+   and ``audio_projector``;
+2. per sample, ``model.embed_prompt`` (the pipeline's prompt embedding)
+   followed by the answer tokens; right padding (causal attention: the real
+   positions see exactly what the pipeline's single forced pass sees);
+3. one language-model pass; LM cross-entropy on the answer + EOS;
+4. per ``[SEG]``: ``e`` = its index - 1, ``s`` = answer start - 1, the
+   model's ``attention_row`` and ``refocus`` with the pipeline's weight
+   (``refocus.segment``; ``refocus.describe`` for region samples), gradients
+   flowing through the attention, and ``text_hidden_fcs``, then ``model.decode_masks`` and
+   ``postprocess_masks`` to the ground-truth size;
+5. loss = lm * CE + bce * BCE + dice * Dice (samples without ``[SEG]``: LM only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..model.modeling import AnyRefModel
+from ..model.processing import pool_reference, postprocess_masks
+from ..model.prompts import AUDIO_REF, IMAGE, IMAGE_REF
+from ..model.refocus import attention_row, refocus
+from .batch import Batch
+from .config import LossWeights
+
+IGNORE = -100
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """``1 - (2 sum(p t) + 1) / (sum p + sum t + 1)`` per mask, averaged; p = sigmoid."""
+    p = logits.sigmoid().flatten(1)
+    t = target.flatten(1)
+    return (1 - (2 * (p * t).sum(1) + smooth) / (p.sum(1) + t.sum(1) + smooth)).mean()
+
+
+def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel BCE-with-logits, averaged per mask, then over masks."""
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1).mean()
+
+
+def image_features(model: AnyRefModel, pixels: torch.Tensor) -> torch.Tensor:
+    """``model.image_features`` for a batch: (B, 3, s, s) -> (B, P, D)."""
+    out = model.vision_tower(pixels.to(model.dtype), output_hidden_states=True)
+    return model.mm_projector(out.hidden_states[model.config.vision.select_layer][:, 1:])
+
+
+@dataclass
+class Outputs:
+    loss: torch.Tensor
+    parts: Dict[str, float]
+    mask_logits: List[torch.Tensor]  # per [SEG] sample, (H, W) at the ground-truth size
+    mask_index: List[int]  # batch index of each entry of mask_logits
+
+
+class AnyRefTrainingModule(nn.Module):
+    """The model plus its teacher-forced loss (see the module docstring)."""
+
+    def __init__(self, model: AnyRefModel, weights: LossWeights) -> None:
+        super().__init__()
+        self.model = model
+        self.weights = weights
+
+    def forward(self, batch: Batch) -> Outputs:
+        model = self.model
+        cfg = model.config
+        lm = model.language_model
+        sam_embedding = model.sam.image_encoder(batch.sam_pixels.to(model.dtype))
+        scene = image_features(model, batch.clip_pixels)
+        refs = image_features(model, batch.ref_pixels) if batch.ref_pixels is not None else None
+        audio = None
+        if batch.audio_clips is not None:
+            audio = model.audio_projector(model.audio_encoder(batch.audio_clips.to(model.dtype)))
+
+        embed = lm.get_input_embeddings()
+        rows, labels, starts = [], [], []
+        r = a = 0
+        for i, ex in enumerate(batch.examples):
+            feats = {IMAGE: scene[i]}
+            if ex.ref_pixels is not None:
+                feats[IMAGE_REF] = pool_reference(refs[r], cfg.vision.grid, cfg.prompt.image_ref_num)
+                r += 1
+            if ex.audio_clips is not None:
+                feats[AUDIO_REF] = audio[a]
+                a += 1
+            prompt, _ = model.embed_prompt(ex.segments, feats)
+            answer = torch.tensor(ex.answer_ids, device=prompt.device)
+            rows.append(torch.cat([prompt[0], embed(answer[:-1]).to(prompt.dtype)]))
+            start = prompt.shape[1]
+            target = torch.full((rows[-1].shape[0],), IGNORE, dtype=torch.long, device=prompt.device)
+            target[start - 1:] = answer  # position j predicts token j + 1
+            labels.append(target)
+            starts.append(start)
+        length = max(x.shape[0] for x in rows)
+        embeds = torch.stack([F.pad(x, (0, 0, 0, length - x.shape[0])) for x in rows])
+        attention = torch.stack([(torch.arange(length, device=embeds.device) < x.shape[0]).long()
+                                 for x in rows])
+        target = torch.stack([F.pad(t, (0, length - t.shape[0]), value=IGNORE) for t in labels])
+        out = lm(inputs_embeds=embeds, attention_mask=attention, output_hidden_states=True,
+                 use_cache=False)
+        lm_loss = F.cross_entropy(out.logits.float().flatten(0, 1), target.flatten(), ignore_index=IGNORE)
+
+        hidden, layer_input = out.hidden_states[-1], out.hidden_states[-2]
+        states, index = [], []
+        for i, ex in enumerate(batch.examples):
+            # as the pipeline: describe() refocuses with its own weight
+            weight = cfg.refocus.describe if ex.task == "region" else cfg.refocus.segment
+            for k in ex.seg_offsets[:1]:  # one [SEG] per sample
+                e, s = starts[i] + k - 1, starts[i] - 1
+                row = attention_row(lm, layer_input[i], e) if weight else None
+                states.append(refocus(hidden[i], row, s, e, weight))
+                index.append(i)
+        parts = {"lm": float(lm_loss.detach())}
+        loss = self.weights.lm * lm_loss
+        masks: List[torch.Tensor] = []
+        if states:
+            queries = model.text_hidden_fcs(torch.stack(states))
+            bce = dice = 0.0
+            for q, i in zip(queries, index):
+                ex = batch.examples[i]
+                low_res, _ = model.decode_masks(q.unsqueeze(0), sam_embedding[i:i + 1])
+                logits = postprocess_masks(low_res, cfg.sam.image_size, ex.sam_input_size, ex.size)
+                gt = ex.mask.to(logits.device)[None]
+                bce = bce + bce_loss(logits, gt)
+                dice = dice + dice_loss(logits, gt)
+                masks.append(logits[0])
+            bce, dice = bce / len(index), dice / len(index)
+            loss = loss + self.weights.bce * bce + self.weights.dice * dice
+            parts.update(bce=float(bce.detach()), dice=float(dice.detach()))
+        parts["loss"] = float(loss.detach())
+        return Outputs(loss=loss, parts=parts, mask_logits=masks, mask_index=index)

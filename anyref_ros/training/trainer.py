@@ -1,0 +1,312 @@
+"""The training loop: accelerate, mixed-task batches, checkpoints, resume.
+
+Checkpoints are folders written by ``AnyRefPipeline.save_pretrained`` (so
+``AnyRefPipeline.from_pretrained(folder)`` loads them) plus
+``training_state.pt`` (optimizer, step, draw counter, elapsed time, RNG
+state, the training config), read back with ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import shutil
+import time
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import torch
+
+from ..data.toy import ToyWorld, train_seed
+from ..model.config import AnyRefConfig
+from ..model.presets import get_preset, preset_names
+from ..model.tokenization import TokenIds
+from . import toy_preset  # noqa: F401  (registers the "toy" preset)
+from .batch import collate, encode_sample
+from .config import TrainConfig
+from .data import build_stream
+from .forward import AnyRefTrainingModule
+
+STATE_FILE = "training_state.pt"
+LATEST = "latest"
+FINAL = "final"
+VALIDATION_K = 10 ** 6  # validation scenes: ToyWorld(train_seed(VALIDATION_K)), never trained on
+
+
+# ------------------------------------------------------------------ model
+def merge(base: Dict, overrides: Dict, where: str = "model_overrides") -> Dict:
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if key not in out:
+            raise ValueError(f"{where}: unknown key {key!r}")
+        if isinstance(value, dict) and isinstance(out[key], dict):
+            out[key] = merge(out[key], value, f"{where}.{key}")
+        else:
+            out[key] = value
+    return out
+
+
+def load_pipeline(config: TrainConfig, source: Optional[Path] = None):
+    """The pipeline to train: a checkpoint folder (``source``, or
+    ``config.preset`` if it is a folder) or a fresh preset with
+    ``model_overrides`` applied."""
+    from ..model.pipeline import AnyRefPipeline
+
+    dtype = config.model_dtype
+    if source is not None:
+        return AnyRefPipeline.from_pretrained(source, device="cpu", dtype=dtype)
+    if Path(config.preset).is_dir():
+        return AnyRefPipeline.from_pretrained(config.preset, device="cpu", dtype=dtype)
+    if config.preset not in preset_names():
+        raise ValueError(f"preset {config.preset!r} is neither a checkpoint folder nor a preset "
+                         f"({', '.join(preset_names())})")
+    model_config = AnyRefConfig.from_dict(merge(get_preset(config.preset).to_dict(),
+                                                config.model_overrides))
+    return AnyRefPipeline.from_config(model_config, device="cpu", dtype=dtype)
+
+
+def trainable_names(model, mode: str) -> List[str]:
+    """``all``: every parameter (from scratch); ``paper``: LoRA, the
+    config's ``trained_modules``, the input embeddings and the LM head."""
+    cfg = model.config
+    if mode == "auto":
+        mode = "all" if cfg.weights.allow_random and cfg.lora is None else "paper"
+    names = []
+    for name, _ in model.named_parameters():
+        if mode == "all" or "lora_" in name or "embed_tokens" in name or any(
+                name == p or name.startswith(p + ".") for p in cfg.trained_modules):
+            names.append(name)
+    return names
+
+
+# --------------------------------------------------------------- schedule
+def lr_factor(config: TrainConfig, progress: float, step: int) -> float:
+    """Linear warm-up over ``warmup_steps``, then cosine/linear decay to
+    ``min_lr_ratio`` at ``progress`` 1 (constant: no decay)."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    p = min(max(progress, 0.0), 1.0)
+    low = config.min_lr_ratio
+    if config.schedule == "cosine":
+        return low + (1 - low) * 0.5 * (1 + math.cos(math.pi * p))
+    if config.schedule == "linear":
+        return low + (1 - low) * (1 - p)
+    return 1.0
+
+
+def progress(config: TrainConfig, step: int, elapsed: float) -> float:
+    """Fraction of the run done: by steps, or by wall time when a time limit is set."""
+    by_steps = step / config.steps
+    if config.time_limit_minutes > 0:
+        return max(by_steps, elapsed / (60 * config.time_limit_minutes))
+    return by_steps
+
+
+# ------------------------------------------------------------ checkpoints
+def save_checkpoint(pipe, folder: Path, optimizer, state: Dict, config: TrainConfig) -> None:
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    pipe.save_pretrained(tmp)
+    torch.save({"optimizer": optimizer.state_dict(), "config": config.to_dict(),
+                "torch_rng": torch.get_rng_state(), **state}, tmp / STATE_FILE)
+    (tmp / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+
+
+def latest_checkpoint(output_dir: Path) -> Optional[Path]:
+    marker = output_dir / LATEST
+    if marker.is_file():
+        path = output_dir / marker.read_text().strip()
+        if (path / STATE_FILE).is_file():
+            return path
+    return None
+
+
+def prune(output_dir: Path, keep: int) -> None:
+    found = sorted(output_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    for path in found[:-keep] if keep > 0 else []:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def load_state(folder: Path) -> Dict:
+    return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+# ------------------------------------------------------------ validation
+def validate(pipe, scenes: int, size) -> Dict[str, float]:
+    """Quick scores on validation scenes (a training-side seed never trained on)."""
+    from ..evaluation.runner import evaluate
+
+    world = ToyWorld(train_seed(VALIDATION_K), size=size, seg_token=pipe.config.tokens.seg)
+    was_training = pipe.model.training
+    pipe.model.eval()
+    try:
+        result = evaluate(pipe, (world.sample(i) for i in range(scenes)), text_metrics=False)
+    finally:
+        pipe.model.train(was_training)
+    out = {}
+    for task, s in result["tasks"].items():
+        out[f"{task}_cIoU"] = round(float(s["cIoU"]), 3)
+        if "exact_match" in s:
+            out[f"{task}_em"] = round(float(s["exact_match"]), 3)
+    return out
+
+
+# ------------------------------------------------------------------ train
+class RunLog:
+    """Lines to ``train.log`` in the output folder (main process) and to the console."""
+
+    def __init__(self, path: Optional[Path]) -> None:
+        self.path = path
+
+    def __call__(self, message: str, file_only: bool = False) -> None:
+        if self.path is None:
+            return
+        with open(self.path, "a") as f:
+            f.write(message + "\n")
+        if not file_only:
+            from tqdm import tqdm
+
+            tqdm.write(message)
+
+
+def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -> Path:
+    """Run ``config``; ``resume``: a checkpoint folder or "auto" (the latest
+    in ``output_dir``, if any); ``stop_at`` > 0: end this session after that
+    step with a resumable checkpoint (the schedule still spans
+    ``config.steps``).  Returns the last checkpoint folder written."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+    from tqdm import tqdm
+
+    if config.threads > 0:
+        torch.set_num_threads(config.threads)
+    cuda = torch.cuda.is_available()
+    accelerator = Accelerator(mixed_precision=config.mixed_precision if cuda else "no",
+                              kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    output_dir = Path(config.output_dir)
+    start_from = None
+    if resume == "auto":
+        start_from = latest_checkpoint(output_dir)
+    elif resume:
+        start_from = Path(resume)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    log = RunLog(output_dir / "train.log" if accelerator.is_main_process else None)
+    pipe = load_pipeline(config, start_from)
+    torch.manual_seed(train_seed(config.seed) + accelerator.process_index)
+    model = pipe.model
+    names = set(trainable_names(model, config.trainable))
+    params = []
+    for name, p in model.named_parameters():
+        p.requires_grad_(name in names)
+        if name in names:
+            p.data = p.data.float()  # trained weights (and their optimizer state) in float32
+            params.append(p)
+    if config.gradient_checkpointing:
+        model.language_model.gradient_checkpointing_enable(
+            gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    seg_id = TokenIds(pipe.tokenizer, pipe.config.tokens).seg
+    module = AnyRefTrainingModule(model, config.loss)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas),
+                                  weight_decay=config.weight_decay)
+    state = {"step": 0, "next_draw": 0, "elapsed": 0.0, "samples": 0}
+    if start_from is not None:
+        saved = load_state(start_from)
+        optimizer.load_state_dict(saved["optimizer"])
+        torch.set_rng_state(saved["torch_rng"])
+        state = {k: saved[k] for k in state}
+        log(f"resumed from {start_from} at step {state['step']}")
+    module, optimizer = accelerator.prepare(module, optimizer)
+    stream = build_stream(config, pipe.config.tokens.seg, accelerator.process_index,
+                          accelerator.num_processes, start=state["next_draw"])
+    n_params = sum(p.numel() for p in params)
+    if accelerator.is_main_process:
+        config.save(output_dir / "training_config.json")
+        log(f"training {pipe.config.name}: {n_params:,} trainable parameters, "
+            f"{config.steps} steps x {config.batch_size} x {config.grad_accum} x "
+            f"{accelerator.num_processes} processes, device {accelerator.device}")
+    toy_size = next((tuple(s.args.get("size", (160, 120))) for s in config.sources if s.kind == "toy"),
+                     (160, 120))
+
+    def checkpoint(folder_name: str) -> Path:
+        folder = output_dir / folder_name
+        if accelerator.is_main_process:
+            save_checkpoint(pipe, folder, optimizer, dict(state, next_draw=stream.next_draw), config)
+            if folder_name.startswith("checkpoint-"):
+                (output_dir / LATEST).write_text(folder_name + "\n")
+                prune(output_dir, config.keep_last)
+        accelerator.wait_for_everyone()
+        return folder
+
+    bar = tqdm(total=config.steps, initial=state["step"], disable=not accelerator.is_local_main_process,
+               dynamic_ncols=True, mininterval=2.0)
+    clock = time.perf_counter()
+    base_elapsed = state["elapsed"]
+    window = {"t": clock, "n": 0}
+    running: Dict[str, float] = {}
+    while state["step"] < config.steps:
+        state["elapsed"] = base_elapsed + time.perf_counter() - clock
+        frac = progress(config, state["step"], state["elapsed"])
+        if config.time_limit_minutes > 0 and frac >= 1.0:
+            log(f"time limit reached at step {state['step']}")
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * lr_factor(config, frac, state["step"])
+        for micro in range(config.grad_accum):
+            samples = stream.take(config.batch_size, state["step"])
+            batch = collate([encode_sample(s, pipe.config, pipe.tokenizer, seg_id) for s in samples])
+            last = micro == config.grad_accum - 1
+            sync = contextlib.nullcontext() if last else accelerator.no_sync(module)
+            with sync:
+                out = module(batch.to(accelerator.device))
+                accelerator.backward(out.loss / config.grad_accum)
+            for k, v in out.parts.items():
+                running[k] = 0.9 * running.get(k, v) + 0.1 * v
+        if config.clip_grad > 0:
+            accelerator.clip_grad_norm_(params, config.clip_grad)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state["step"] += 1
+        done = config.batch_size * config.grad_accum * accelerator.num_processes
+        state["samples"] += done
+        window["n"] += done
+        bar.update(1)
+        if state["step"] % config.log_every == 0 or state["step"] == 1:
+            now = time.perf_counter()
+            rate = window["n"] / max(now - window["t"], 1e-9)
+            window.update(t=now, n=0)
+            bar.set_postfix(loss=f"{running['loss']:.3f}", samples_s=f"{rate:.1f}",
+                            lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            if accelerator.is_main_process:
+                log(json.dumps({"step": state["step"], "elapsed_s": round(state["elapsed"], 1),
+                                "samples_per_s": round(rate, 1),
+                                **{k: round(v, 4) for k, v in running.items()}}), file_only=True)
+        if config.validate_every and state["step"] % config.validate_every == 0 \
+                and accelerator.is_main_process:
+            scores = validate(pipe, config.validate_scenes, toy_size)
+            log(json.dumps({"step": state["step"], "elapsed_s": round(state["elapsed"], 1),
+                            "validation": scores}))
+        saved = None
+        if config.save_every and state["step"] % config.save_every == 0:
+            saved = checkpoint(f"checkpoint-{state['step']}")
+        if stop_at and state["step"] >= stop_at:
+            bar.close()
+            log(f"stopped at step {state['step']} (--stop-at); resume with --resume auto")
+            if saved is None:
+                state["elapsed"] = base_elapsed + time.perf_counter() - clock
+                saved = checkpoint(f"checkpoint-{state['step']}")
+            return saved
+    bar.close()
+    state["elapsed"] = base_elapsed + time.perf_counter() - clock
+    if config.validate_every and accelerator.is_main_process:
+        scores = validate(pipe, config.validate_scenes, toy_size)
+        log(json.dumps({"step": state["step"], "elapsed_s": round(state["elapsed"], 1),
+                        "final_validation": scores}))
+    final = checkpoint(FINAL)
+    log(f"saved {final} (step {state['step']}, {state['elapsed'] / 60:.1f} min)")
+    return final
