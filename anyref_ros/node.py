@@ -383,7 +383,7 @@ class AnyRefNode(LifecycleNode):
             msg.has_box = True
             msg.x_min, msg.y_min = int(ref.box[0]), int(ref.box[1])
             msg.x_max, msg.y_max = int(ref.box[2]) - 1, int(ref.box[3]) - 1
-        msg.score = float(ref.score)
+        msg.score = float(np.clip(ref.score, 0.0, 1.0))  # a predicted IoU; untrained heads can stray outside
         msg.latency_ms = float(job.latency * 1000.0)
         self._add_position(msg, ref.mask, header)
         self._publish(msg, job.request.frame.image, ref.mask)
