@@ -13,16 +13,14 @@ import rclpy
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from anyref_ros import ros_env
+import helper_node
 from anyref_ros.conversions import numpy_to_image
 
 
 def main() -> None:
     width, height, count, rate = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
     topic = sys.argv[5] if len(sys.argv) > 5 else "image"
-    ros_env.configure()
-    rclpy.init()
-    node = rclpy.create_node("test_image_publisher")
+    node = helper_node.create("test_image_publisher")
     pub = node.create_publisher(Image, topic, qos_profile_sensor_data)
     deadline = time.monotonic() + 20
     while pub.get_subscription_count() == 0 and time.monotonic() < deadline:

@@ -6,18 +6,14 @@ across processes. Prints "ready" once the service is up.
 """
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 
-from anyref_ros import ros_env
+import helper_node
 from anyref_ros.conversions import image_to_rgb, mask_to_image
 from anyref_ros.srv import Segment
 
 
 def main() -> None:
-    ros_env.configure()
-    rclpy.init()
-    node = rclpy.create_node("test_segment_server")
+    node = helper_node.create("test_segment_server")
 
     def handle(request: Segment.Request, response: Segment.Response) -> Segment.Response:
         rgb = image_to_rgb(request.image)
@@ -33,14 +29,7 @@ def main() -> None:
         return response
 
     node.create_service(Segment, "segment", handle)
-    print("ready", flush=True)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    helper_node.spin(node)
 
 
 if __name__ == "__main__":

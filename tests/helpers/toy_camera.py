@@ -12,13 +12,11 @@ import sys
 import threading
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
-from anyref_ros import ros_env
+import helper_node
 from anyref_ros.conversions import numpy_to_image
 from anyref_ros.data.toy import ToyWorld
 from anyref_ros.data.toy_render import ToyObject, object_mask
@@ -29,9 +27,7 @@ FX = FY = 500.0
 
 def main() -> None:
     ns, seed = sys.argv[1], int(sys.argv[2])
-    ros_env.configure()
-    rclpy.init()
-    node = rclpy.create_node("toy_camera")
+    node = helper_node.create("toy_camera")
     world = ToyWorld(seed, size=SIZE)
     pubs = {
         "image": node.create_publisher(Image, f"{ns}/image", qos_profile_sensor_data),
@@ -76,14 +72,7 @@ def main() -> None:
                 state["pending"] = None
 
     node.create_timer(0.1, tick)
-    print("ready", flush=True)
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
+    helper_node.spin(node)
 
 
 if __name__ == "__main__":
