@@ -5,7 +5,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DEMO="$ROOT/.venv/bin/anyref-demo"
 if [[ ! -x "$DEMO" ]]; then
-  echo "[demo] anyref-demo is not built yet: it arrives with the ROS node (see README, Status)." >&2
+  echo "[demo] anyref-demo is missing from .venv: run make setup" >&2
   exit 2
 fi
 exec "$DEMO" "$@"
