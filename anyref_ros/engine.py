@@ -74,6 +74,7 @@ class Request:
     audio: Optional[np.ndarray] = None
     sample_rate: Optional[int] = None
     box: Optional[tuple[int, int, int, int]] = None
+    refocus_lambda: Optional[float] = None  # None: the checkpoint's value
 
     @property
     def kind(self) -> str:
@@ -262,6 +263,7 @@ class Engine:
                 exemplar_mask=req.exemplar_mask,
                 audio=req.audio,
                 sample_rate=req.sample_rate,
+                refocus_lambda=req.refocus_lambda,
             )
         job.timings["query"] = time.perf_counter() - t
         for name, seconds in getattr(referral, "timings", {}).items():

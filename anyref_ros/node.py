@@ -166,7 +166,6 @@ class AnyRefNode(LifecycleNode):
             self.get_logger().error(f"cannot load checkpoint {checkpoint!r}: {exc}")
             return TransitionCallbackReturn.FAILURE
         self._device = str(pipeline.model.device)
-        self._default_lambda = pipeline.config.refocus.segment
         self._engine = eng.Engine(pipeline, max_queue=self.param("max_queue"), cache_frames=self.param("frame_cache"))
         self.get_logger().info(f"loaded {source} on {self._device} in {time.monotonic() - t:.1f} s")
         if self.param("warmup"):
@@ -360,7 +359,7 @@ class AnyRefNode(LifecycleNode):
     def _submit(self, request: eng.Request, on_stage=None) -> eng.Job:
         engine = self._require_active()
         lam = self.param("refocus_lambda")
-        engine.pipeline.config.refocus.segment = self._default_lambda if lam < 0 else lam
+        request.refocus_lambda = None if lam < 0 else lam
         try:
             return engine.submit(request, on_stage=on_stage)
         except eng.QueueFull as exc:

@@ -100,3 +100,14 @@ def test_close_cancels_waiting_jobs_and_refuses_new_ones(pipeline, image):
     assert running.result(timeout=1).mask.shape == (60, 80)
     with pytest.raises(EngineClosed):
         engine.submit(Request(frame=Frame(image=image), text="red circle"))
+
+
+def test_refocus_weight_is_per_query(pipeline, image):
+    """A request's refocus_lambda reaches the pipeline without touching its config."""
+    default = pipeline.config.refocus.segment
+    engine = Engine(pipeline)
+    got = engine.submit(Request(frame=Frame(image=image), text="red circle", refocus_lambda=0.0)).result(timeout=60)
+    expected = pipeline.segment(image, text="red circle", refocus_lambda=0.0)
+    np.testing.assert_array_equal(got.mask, expected.mask)
+    assert pipeline.config.refocus.segment == default
+    engine.close()

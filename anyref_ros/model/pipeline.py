@@ -151,7 +151,8 @@ class AnyRefPipeline:
     def segment(self, image: ImageOrFeatures, text: Optional[str] = None,
                 exemplar: Optional[np.ndarray] = None, exemplar_mask: Optional[np.ndarray] = None,
                 audio: Optional[np.ndarray] = None, sample_rate: Optional[int] = None, *,
-                decoding: str = "auto", answer: Optional[str] = None) -> Referral:
+                decoding: str = "auto", answer: Optional[str] = None,
+                refocus_lambda: Optional[float] = None) -> Referral:
         """Segment what the references point at.
 
         ``image``: HxWx3 uint8 RGB (or ``ImageFeatures``); ``text``: a
@@ -164,7 +165,8 @@ class AnyRefPipeline:
 
         ``decoding``: "forced" feeds the known answer in one pass (text
         queries: "{text}[SEG]."; or ``answer``), "greedy" generates it,
-        "auto" forces when the answer is known.
+        "auto" forces when the answer is known. ``refocus_lambda``: the
+        refocusing weight for this query (default: the config's).
         """
         if decoding not in DECODINGS:
             raise ValueError(f"decoding: expected one of {DECODINGS}, got {decoding!r}")
@@ -193,7 +195,8 @@ class AnyRefPipeline:
             feats[AUDIO_REF] = self.model.audio_features(clips)
         _sync(self.model.device)
         timings["reference_encoders"] = time.perf_counter() - t
-        return self._answer(features, prompt, feats, self.config.refocus.segment, timings)
+        weight = self.config.refocus.segment if refocus_lambda is None else float(refocus_lambda)
+        return self._answer(features, prompt, feats, weight, timings)
 
     def _check_references(self, text, exemplar, exemplar_mask, audio, sample_rate) -> "_References":
         """Validate the references of ``segment``; ValueError says what was expected."""
