@@ -10,9 +10,10 @@ from setuptools import find_packages, setup
 
 ENTRY_POINTS = [
     # Keep in sync with ANYREF_ENTRY_POINTS in CMakeLists.txt.
-    "anyref_node = anyref_ros.node:main",
+    "anyref_node = anyref_ros.nodes.anyref:main",
     "anyref-demo = anyref_ros.demo:main",
     "anyref-benchmark = anyref_ros.benchmark:main",
+    "anyref-soak = anyref_ros.soak:main",
     "anyref-model-summary = anyref_ros.model.summary:main",
     "anyref-train = anyref_ros.training.cli:main",
     "anyref-eval = anyref_ros.evaluation.cli:main",

@@ -88,7 +88,7 @@ class Camera:
             return list(self._stamps)
 
     def _run(self) -> None:
-        from anyref_ros.conversions import numpy_to_image
+        from anyref_ros.nodes.conversions import numpy_to_image
 
         while not self._stop.is_set():
             with self._lock:
@@ -129,7 +129,7 @@ class Demo:
     # ---- node process
     def start_node(self) -> None:
         exe = Path(sys.executable).with_name("anyref_node")
-        cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.node"]),
+        cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.nodes.anyref"]),
                "--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "anyref.yaml"),
                "-r", f"__ns:={NAMESPACE}", "-p", f"checkpoint:={self.args.checkpoint}",
                "-p", f"device:={self.args.device}", "-p", "max_frame_age_s:=0.0"]
@@ -161,7 +161,7 @@ class Demo:
 
     # ---- toy scenes
     def run_toy(self) -> None:
-        from anyref_ros.conversions import image_to_mask, numpy_to_audio, numpy_to_image
+        from anyref_ros.nodes.conversions import image_to_mask, numpy_to_audio, numpy_to_image
         from anyref_ros.data.toy import ToyWorld
         from anyref_ros.msg import Referral
         from anyref_ros.srv import DescribeRegion, Segment
@@ -243,7 +243,7 @@ class Demo:
 
     # ---- bag playback
     def run_bag(self) -> None:
-        from anyref_ros.conversions import image_to_mask
+        from anyref_ros.nodes.conversions import image_to_mask
         from anyref_ros.msg import Referral
         from anyref_ros.srv import Segment
         from rclpy.qos import qos_profile_sensor_data
@@ -400,7 +400,7 @@ def read_bag_frames(path: Path, topic: str) -> Iterator[tuple[int, str, bytes]]:
 def frame_rgb(msg, shape: tuple[int, int]) -> np.ndarray:
     from sensor_msgs.msg import CompressedImage
 
-    from anyref_ros.conversions import compressed_to_rgb, image_to_rgb
+    from anyref_ros.nodes.conversions import compressed_to_rgb, image_to_rgb
 
     if msg is None:
         return np.zeros((*shape, 3), np.uint8)

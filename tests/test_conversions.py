@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from anyref_ros.conversions import (
+from anyref_ros.nodes.conversions import (
     ENCODINGS,
     ConversionError,
     audio_to_numpy,

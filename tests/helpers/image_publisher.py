@@ -14,7 +14,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
 import helper_node
-from anyref_ros.conversions import numpy_to_image
+from anyref_ros.nodes.conversions import numpy_to_image
 
 
 def main() -> None:

@@ -8,7 +8,7 @@ across processes. Prints "ready" once the service is up.
 import numpy as np
 
 import helper_node
-from anyref_ros.conversions import image_to_rgb, mask_to_image
+from anyref_ros.nodes.conversions import image_to_rgb, mask_to_image
 from anyref_ros.srv import Segment
 
 

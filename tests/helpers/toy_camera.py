@@ -17,7 +17,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
 import helper_node
-from anyref_ros.conversions import numpy_to_image
+from anyref_ros.nodes.conversions import numpy_to_image
 from anyref_ros.data.toy import ToyWorld
 from anyref_ros.data.toy_render import ToyObject, object_mask
 

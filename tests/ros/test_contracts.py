@@ -11,7 +11,7 @@ import pytest
 import rclpy
 import yaml
 
-from anyref_ros.node import AnyRefNode
+from anyref_ros.nodes.anyref import AnyRefNode
 from anyref_ros.parameters import PARAMS
 from testsupport import REPO
 
@@ -69,8 +69,8 @@ def test_launch_file_matches_the_node(configured_node):
     executable = ast.literal_eval(kw["executable"])
     setup_py = (REPO / "setup.py").read_text()
     cmake = (REPO / "CMakeLists.txt").read_text()
-    assert re.search(rf'"{executable} = anyref_ros\.node:main"', setup_py)
-    assert f'"{executable}=anyref_ros.node:main"' in cmake
+    assert re.search(rf'"{executable} = anyref_ros\.nodes\.anyref:main"', setup_py)
+    assert f'"{executable}=anyref_ros.nodes.anyref:main"' in cmake
     package_xml = (REPO / "package.xml").read_text()
     assert "<name>anyref_ros</name>" in package_xml
 

@@ -43,7 +43,7 @@ def write_bag(path: Path, topic: str, frames: int = 5) -> None:
     from rosbags.rosbag2 import StoragePlugin, Writer
     from rosbags.typesys import Stores, get_typestore
 
-    from anyref_ros.conversions import numpy_to_image
+    from anyref_ros.nodes.conversions import numpy_to_image
 
     store = get_typestore(Stores.ROS2_JAZZY)
     with Writer(path, version=9, storage_plugin=StoragePlugin.MCAP) as writer:

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 import rclpy
-from anyref_ros.conversions import numpy_to_image, rgb_to_compressed
+from anyref_ros.nodes.conversions import numpy_to_image, rgb_to_compressed
 from anyref_ros.msg import Referral
 from anyref_ros.srv import Segment
 from rclpy.qos import qos_profile_sensor_data

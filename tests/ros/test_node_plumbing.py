@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 import pytest
-from anyref_ros.conversions import image_to_mask, numpy_to_audio, numpy_to_image
+from anyref_ros.nodes.conversions import image_to_mask, numpy_to_audio, numpy_to_image
 from anyref_ros.msg import AudioChunk, Referral
 from anyref_ros.action import Refer
 from anyref_ros.srv import DescribeRegion, Segment

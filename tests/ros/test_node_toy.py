@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import rclpy
 from anyref_ros.action import Refer
-from anyref_ros.conversions import image_to_mask, numpy_to_audio, numpy_to_image
+from anyref_ros.nodes.conversions import image_to_mask, numpy_to_audio, numpy_to_image
 from anyref_ros.data.toy import ToyWorld
 from anyref_ros.msg import Referral
 from anyref_ros.srv import DescribeRegion, Segment

@@ -13,7 +13,7 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import Image
 
-from anyref_ros.conversions import image_to_mask, image_to_numpy, numpy_to_image
+from anyref_ros.nodes.conversions import image_to_mask, image_to_numpy, numpy_to_image
 from anyref_ros.srv import Segment
 
 

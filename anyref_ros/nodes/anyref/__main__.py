@@ -1,0 +1,3 @@
+from anyref_ros.nodes.anyref.node import main
+
+main()
