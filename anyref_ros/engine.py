@@ -19,17 +19,53 @@ What it does for the node:
   several queries on the same camera frame pay the image encoders once;
 * **stages** reported through a callback (for action feedback), **cancel**
   before or between stages, and **statistics** (per-stage latency, queue
-  depth, cache hits) for diagnostics.
+  depth, cache hits, the last internal error, consecutive failures) for
+  diagnostics;
+* **errors stay in their job**: an exception inside the model fails that
+  query (its message on the job) and the worker goes on with the next one;
+* **out of memory** (``torch.OutOfMemoryError`` or a ``RuntimeError`` whose
+  message says "out of memory"): the frame cache is dropped,
+  ``torch.cuda.empty_cache()`` runs (when CUDA is available) and the query
+  is retried once; a second failure ends the job with :class:`OutOfMemory`,
+  whose message says what to do;
+* :meth:`Engine.close` ends everything: waiting jobs are cancelled, the
+  running one is marked cancelled and, if the model call has not returned
+  within ``timeout``, finished at once with :class:`Cancelled` (the late
+  result is discarded); the engine then drops the pipeline and the frame
+  cache so that a node that is deactivated and activated again during a
+  long generation does not keep two models.
+
+Fault injection (TEST ONLY)
+---------------------------
+``Engine(..., faults=FaultPlan.parse("exception:2,slow:0.5"))``, or the
+environment variable ``ANYREF_TEST_FAULTS`` (read only when it is set, when
+an engine is created; the node's tests set it for real node processes).
+Comma-separated items, queries numbered from 1 in the order the worker
+starts them (a node's warm-up query is query 1):
+
+* ``exception:N``: query N raises ``RuntimeError`` inside the model call;
+* ``oom:N`` / ``oom:NxK``: the first K (default 1) attempts of query N
+  raise an out-of-memory error inside the model call (K=1: the retry
+  succeeds; K>=2: the job reports :class:`OutOfMemory`);
+* ``slow:S``: every query spends S more seconds in the model call, in small
+  sleeps that stop as soon as the job is cancelled;
+* ``hang:S``: every query blocks S seconds in the model call, ignoring
+  cancel (a generation that cannot be interrupted).
+
+Never set it in production: it makes queries fail on purpose.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
+import os
+import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
@@ -49,6 +85,106 @@ class Cancelled(RuntimeError):
 
 class EngineClosed(RuntimeError):
     """The engine is shut down and takes no more requests."""
+
+
+class OutOfMemory(RuntimeError):
+    """The query ran out of (GPU) memory, also after freeing cached frames and
+    retrying once."""
+
+
+#: Message of the job that was running when the engine was closed.
+CLOSED_WHILE_RUNNING = "the node was deactivated while this query ran"
+#: Environment variable with a test-only :class:`FaultPlan` (see the module docstring).
+FAULTS_ENV = "ANYREF_TEST_FAULTS"
+OOM_ADVICE = ("send smaller images (the node's max_image_pixels), load the model in bfloat16 or "
+              "float16 (dtype), or run it on another device (device)")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """True for torch's OutOfMemoryError and RuntimeErrors saying "out of memory"."""
+    torch = sys.modules.get("torch")
+    oom_type = getattr(torch, "OutOfMemoryError", None) if torch is not None else None
+    if oom_type is not None and isinstance(exc, oom_type):
+        return True
+    return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+
+
+@dataclass
+class FaultPlan:
+    """Test-only faults injected inside the model call (module docstring)."""
+
+    exception: frozenset = frozenset()  # query numbers that raise
+    oom: Mapping[int, int] = field(default_factory=dict)  # query number -> attempts that run out of memory
+    slow: float = 0.0  # extra seconds per query, interrupted by cancel
+    hang: float = 0.0  # seconds per query that ignore cancel
+
+    _SYNTAX = "expected comma-separated exception:N, oom:N, oom:NxK, slow:SECONDS, hang:SECONDS"
+
+    @classmethod
+    def parse(cls, text: str) -> "FaultPlan":
+        exception, oom, slow, hang = set(), {}, 0.0, 0.0
+        for item in filter(None, (part.strip() for part in re.split(r"[,;\s]+", text))):
+            kind, _, arg = item.partition(":")
+            try:
+                if kind == "exception":
+                    exception.add(_positive(int(arg)))
+                elif kind == "oom":
+                    query, _, times = arg.partition("x")
+                    oom[_positive(int(query))] = _positive(int(times)) if times else 1
+                elif kind in ("slow", "hang"):
+                    seconds = float(arg)
+                    if not 0 <= seconds < 3600:
+                        raise ValueError
+                    slow, hang = (seconds, hang) if kind == "slow" else (slow, seconds)
+                else:
+                    raise ValueError
+            except ValueError:
+                raise ValueError(f"{FAULTS_ENV}: cannot read {item!r}; {cls._SYNTAX}") from None
+        return cls(exception=frozenset(exception), oom=oom, slow=slow, hang=hang)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Optional["FaultPlan"]:
+        """The plan in ``ANYREF_TEST_FAULTS``; None when it is unset or empty."""
+        text = environ.get(FAULTS_ENV, "")
+        return cls.parse(text) if text.strip() else None
+
+    def inject(self, job: "Job", query: int, attempt: int) -> None:
+        """Called inside the model call of ``query`` (1-based), ``attempt`` 1 or 2."""
+        if self.slow > 0:
+            end = time.monotonic() + self.slow
+            while time.monotonic() < end:
+                Engine._check_cancel(job)
+                time.sleep(min(0.02, max(0.0, end - time.monotonic())))
+        if self.hang > 0:
+            time.sleep(self.hang)
+        if query in self.exception:
+            raise RuntimeError(f"injected fault: query {query} raised inside the model ({FAULTS_ENV})")
+        if attempt <= self.oom.get(query, 0):
+            import torch
+
+            oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+            raise oom_type(f"CUDA out of memory (injected fault: query {query}, "
+                           f"attempt {attempt}, {FAULTS_ENV})")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:300]}" if text else type(exc).__name__
+
+
+def _drop_tracebacks(exc: Optional[BaseException]) -> None:
+    """Clear the tracebacks of ``exc`` and the errors chained to it (bounded)."""
+    for _ in range(16):
+        if exc is None:
+            return
+        exc.__traceback__ = None
+        exc = exc.__cause__ or exc.__context__
+
+
+def _positive(n: int) -> int:
+    if n < 1:
+        raise ValueError
+    return n
 
 
 @dataclass(frozen=True)
@@ -97,10 +233,15 @@ class Job:
     _cancel: threading.Event = field(default_factory=threading.Event, repr=False)
     _result: Any = None
     _error: Optional[BaseException] = None
+    _finishing: bool = field(default=False, repr=False)
+    _cancel_reason: Optional[str] = field(default=None, repr=False)
 
-    def cancel(self) -> bool:
+    def cancel(self, reason: Optional[str] = None) -> bool:
         """Ask to stop; True if the job had not finished yet. A stage that is
-        already running completes, then the job ends with :class:`Cancelled`."""
+        already running completes, then the job ends with :class:`Cancelled`
+        (whose message is ``reason`` if given)."""
+        if reason is not None and self._cancel_reason is None:
+            self._cancel_reason = reason
         self._cancel.set()
         return not self._done.is_set()
 
@@ -139,22 +280,31 @@ class Job:
 
 
 class Engine:
-    """Runs queries on an ``AnyRefPipeline`` in one worker thread."""
+    """Runs queries on an ``AnyRefPipeline`` in one worker thread.
 
-    def __init__(self, pipeline, *, max_queue: int = 4, cache_frames: int = 2) -> None:
+    ``faults``: a test-only :class:`FaultPlan`; None reads
+    ``ANYREF_TEST_FAULTS`` if it is set (module docstring).
+    """
+
+    def __init__(self, pipeline, *, max_queue: int = 4, cache_frames: int = 2,
+                 faults: Optional[FaultPlan] = None) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be >= 1")
         self.pipeline = pipeline
         self.max_queue = int(max_queue)
         self.cache_frames = max(0, int(cache_frames))
+        self.faults = faults if faults is not None else FaultPlan.from_env()
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._cache: collections.OrderedDict[int, Any] = collections.OrderedDict()
         self._ids = itertools.count(1)
+        self._queries = 0  # queries started by the worker (numbers the fault plan uses)
         self._closed = False
         self._running: Optional[Job] = None
         self._stats = collections.Counter()
         self._stage_ms: dict[str, float] = {}
+        self._last_error: Optional[str] = None
+        self._consecutive_failures = 0
         self._worker = threading.Thread(target=self._run, name="anyref-engine", daemon=True)
         self._worker.start()
 
@@ -200,27 +350,55 @@ class Engine:
             return len(self._queue)
 
     def stats(self) -> dict[str, Any]:
-        """Counters and the last latency of each stage in milliseconds."""
+        """Counters (submitted, succeeded, failed, cancelled, rejected,
+        frames_encoded, cache_hits, oom_retries), the last latency of each
+        stage in milliseconds, and for diagnostics ``last_error`` (type and
+        message of the last error that was not bad input, or None) and
+        ``consecutive_failures`` (such errors since the last success)."""
         with self._cond:
             out: dict[str, Any] = dict(self._stats)
             out["queue_depth"] = len(self._queue)
             out["busy"] = self._running is not None
             out["cached_frames"] = len(self._cache)
             out["stage_ms"] = dict(self._stage_ms)
+            out["last_error"] = self._last_error
+            out["consecutive_failures"] = self._consecutive_failures
+            out["closed"] = self._closed
         return out
 
-    def close(self, timeout: float = 2.0) -> None:
-        """Stop taking requests, cancel waiting ones, let the running one end."""
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self, timeout: float = 2.0, reason: str = CLOSED_WHILE_RUNNING) -> None:
+        """Stop taking requests and end every job within about ``timeout`` s.
+
+        Waiting jobs end with :class:`Cancelled` at once. The running job is
+        marked cancelled (it stops at its next stage boundary); if the worker
+        has not finished it within ``timeout``, it is finished here with
+        ``Cancelled(reason)`` so its caller is answered now, and whatever the
+        model call returns later is discarded. Then the engine drops the
+        pipeline (``self.pipeline`` becomes None) and the frame cache; a model
+        call still running keeps the model alive only until it returns.
+        """
         with self._cond:
             self._closed = True
             pending = list(self._queue)
             self._queue.clear()
+            running = self._running
             self._cond.notify_all()
         for job in pending:
             job.cancel()
             self._finish(job, error=Cancelled("the engine shut down before this query ran"))
-        self._worker.join(timeout)
-        self._cache.clear()
+        if running is not None:
+            running.cancel(reason)
+        if self._worker is not threading.current_thread():
+            self._worker.join(max(0.0, float(timeout)))
+        if running is not None and not running.done():
+            self._finish(running, error=Cancelled(reason))
+        with self._cond:
+            self._cache.clear()
+            self.pipeline = None
 
     # --------------------------------------------------------------- worker
     def _run(self) -> None:
@@ -232,31 +410,58 @@ class Engine:
                     return
                 job = self._queue.popleft()
                 self._running = job
+                self._queries += 1
+                query, pipeline = self._queries, self.pipeline
             try:
-                self._execute(job)
+                result = self._execute(job, query, pipeline)
             except BaseException as exc:  # noqa: BLE001 - reported through the job
+                _drop_tracebacks(exc)  # their frames would keep tensors (and the model) alive
                 self._finish(job, error=exc)
             else:
-                self._finish(job, result=job._result)
+                self._finish(job, result=result)
             finally:
+                result = pipeline = None  # a closed engine's model is freed once this call is over
                 with self._cond:
                     self._running = None
 
-    def _execute(self, job: Job) -> None:
+    def _execute(self, job: Job, query: int, pipeline) -> Any:
+        """Run ``job``; on out-of-memory free what can be freed and retry once."""
         job.started = time.monotonic()
+        if pipeline is None:
+            raise Cancelled(job._cancel_reason or CLOSED_WHILE_RUNNING)
+        failure = None
+        for attempt in (1, 2):
+            self._check_cancel(job)
+            try:
+                return self._attempt(job, query, attempt, pipeline)
+            except Exception as exc:  # noqa: BLE001
+                if not is_out_of_memory(exc):
+                    raise
+                failure = _first_line(exc)
+            # Outside the except block: the error's traceback (and the tensors
+            # its frames hold) is gone before memory is released.
+            self._release_memory()
+            if attempt == 1:
+                with self._cond:
+                    self._stats["oom_retries"] += 1
+        raise OutOfMemory(f"out of memory while running this query, also after freeing cached frames "
+                          f"and retrying once ({failure}); what to do: {OOM_ADVICE}")
+
+    def _attempt(self, job: Job, query: int, attempt: int, pipeline) -> Any:
         req = job.request
-        self._check_cancel(job)
         job._set_stage(STAGE_ENCODING_IMAGE)
         t = time.perf_counter()
-        features = self._features(req.frame)
+        features = self._features(req.frame, pipeline)
         job.timings["image_encoder"] = time.perf_counter() - t
         self._check_cancel(job)
         job._set_stage(STAGE_GENERATING)
         t = time.perf_counter()
+        if self.faults is not None:
+            self.faults.inject(job, query, attempt)
         if req.kind == "describe":
-            referral = self.pipeline.describe(features, req.box)
+            referral = pipeline.describe(features, req.box)
         else:
-            referral = self.pipeline.segment(
+            referral = pipeline.segment(
                 features,
                 text=req.text,
                 exemplar=req.exemplar,
@@ -269,9 +474,20 @@ class Engine:
         for name, seconds in getattr(referral, "timings", {}).items():
             if name != "image_encoder":
                 job.timings[name] = seconds
-        job._result = referral
+        return referral
 
-    def _features(self, frame: Frame):
+    def _release_memory(self) -> None:
+        """After an out-of-memory error: drop cached frames, return CUDA's cache."""
+        with self._cond:
+            self._cache.clear()
+        torch = sys.modules.get("torch")
+        try:
+            if torch is not None and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except Exception:  # noqa: BLE001 - best effort
+            pass
+
+    def _features(self, frame: Frame, pipeline):
         if frame.key is not None:
             with self._cond:
                 cached = self._cache.get(frame.key)
@@ -279,10 +495,10 @@ class Engine:
                     self._cache.move_to_end(frame.key)
                     self._stats["cache_hits"] += 1
                     return cached
-        features = self.pipeline.encode_image(frame.image)
+        features = pipeline.encode_image(frame.image)
         with self._cond:
             self._stats["frames_encoded"] += 1
-            if frame.key is not None and self.cache_frames:
+            if frame.key is not None and self.cache_frames and not self._closed:
                 self._cache[frame.key] = features
                 while len(self._cache) > self.cache_frames:
                     self._cache.popitem(last=False)
@@ -291,16 +507,19 @@ class Engine:
     @staticmethod
     def _check_cancel(job: Job) -> None:
         if job.cancelled:
-            raise Cancelled(f"job {job.id} was cancelled")
+            raise Cancelled(job._cancel_reason or f"job {job.id} was cancelled")
 
-    def _finish(self, job: Job, result: Any = None, error: Optional[BaseException] = None) -> None:
-        if job._done.is_set():
-            return
-        job._result, job._error = result, error
-        job.finished = time.monotonic()
+    def _finish(self, job: Job, result: Any = None, error: Optional[BaseException] = None) -> bool:
+        """Complete ``job`` once; False (and nothing changes) if it already was."""
         with self._cond:
+            if job._finishing:
+                return False
+            job._finishing = True
+            job._result, job._error = result, error
+            job.finished = time.monotonic()
             if error is None:
                 self._stats["succeeded"] += 1
+                self._consecutive_failures = 0
                 for name, seconds in job.timings.items():
                     self._stage_ms[name] = round(seconds * 1000.0, 3)
                 self._stage_ms["total"] = round(job.latency * 1000.0, 3)
@@ -308,5 +527,9 @@ class Engine:
                 self._stats["cancelled"] += 1
             else:
                 self._stats["failed"] += 1
+                if not isinstance(error, ValueError):  # bad input is the caller's, not a fault
+                    self._consecutive_failures += 1
+                    self._last_error = f"{type(error).__name__}: {str(error)[:500]}"
         job._set_stage(STAGE_DONE)
         job._done.set()
+        return True

@@ -1,14 +1,30 @@
 """The inference engine on a real (tiny, random) AnyRef pipeline: per-frame
-cache, bounded queue, cancel, errors, shutdown."""
+cache, bounded queue, cancel, errors, shutdown, and faults injected inside
+the model call with the engine's test-only FaultPlan (an exception, CUDA
+out-of-memory -- no GPU here, so the error is raised, not provoked --, a slow
+or uninterruptible generation)."""
 
 from __future__ import annotations
 
+import gc
 import threading
+import weakref
 
 import numpy as np
 import pytest
 
-from anyref_ros.engine import Cancelled, Engine, EngineClosed, Frame, QueueFull, Request
+from anyref_ros.engine import (
+    FAULTS_ENV,
+    Cancelled,
+    Engine,
+    EngineClosed,
+    FaultPlan,
+    Frame,
+    OutOfMemory,
+    QueueFull,
+    Request,
+    is_out_of_memory,
+)
 from anyref_ros.model import AnyRefPipeline
 
 
@@ -83,7 +99,10 @@ def test_bad_input_fails_the_job_not_the_engine(pipeline, image):
         box.result(timeout=30)
     good = engine.submit(Request(frame=Frame(image=image), text="yellow square"))
     assert good.result(timeout=60).mask.shape == (60, 80)
-    assert engine.stats()["failed"] == 2
+    stats = engine.stats()
+    assert stats["failed"] == 2
+    # Bad input is the caller's: it is not an engine fault for diagnostics.
+    assert stats["consecutive_failures"] == 0 and stats["last_error"] is None
     engine.close()
 
 
@@ -95,11 +114,132 @@ def test_close_cancels_waiting_jobs_and_refuses_new_ones(pipeline, image):
     waiting = engine.submit(Request(frame=Frame(image=image), text="blue circle"))
     threading.Timer(0.2, release.set).start()
     engine.close(timeout=30)
-    with pytest.raises(Cancelled):
+    with pytest.raises(Cancelled, match="before this query ran"):
         waiting.result(timeout=1)
-    assert running.result(timeout=1).mask.shape == (60, 80)
+    # The running job was marked cancelled: it stopped at its next stage boundary.
+    with pytest.raises(Cancelled, match="deactivated while this query ran"):
+        running.result(timeout=1)
+    assert engine.pipeline is None and engine.stats()["cancelled"] == 2
     with pytest.raises(EngineClosed):
         engine.submit(Request(frame=Frame(image=image), text="red circle"))
+    engine.close()  # a second close does nothing
+
+
+def test_close_answers_a_query_whose_model_call_does_not_return(image):
+    """deactivate during a long, uninterruptible generation: the caller is
+    answered within the timeout and the engine keeps no model alive."""
+    pipeline = AnyRefPipeline.from_pretrained("tiny", device="cpu")
+    model = weakref.ref(pipeline)
+    engine = Engine(pipeline, faults=FaultPlan(hang=2.0))
+    del pipeline
+    generating = threading.Event()
+    job = engine.submit(Request(frame=Frame(image=image, key=1), text="red circle"),
+                        on_stage=lambda j, s: s == "generating" and generating.set())
+    assert generating.wait(60)
+    engine.close(timeout=0.1)
+    assert job.done() and engine._worker.is_alive()  # answered while the model call still runs
+    with pytest.raises(Cancelled, match="the node was deactivated while this query ran"):
+        job.result(timeout=0)
+    assert engine.pipeline is None and engine.stats()["cached_frames"] == 0
+    engine._worker.join(60)
+    assert not engine._worker.is_alive()
+    gc.collect()
+    assert model() is None  # the late call's model is freed once it returns
+    with pytest.raises(Cancelled):
+        job.result(timeout=0)  # its late result was discarded
+    stats = engine.stats()
+    assert stats["cancelled"] == 1 and stats.get("succeeded", 0) == 0
+
+
+def test_close_stops_a_cooperative_slow_query(pipeline, image):
+    engine = Engine(pipeline, faults=FaultPlan.parse("slow:60"))
+    generating = threading.Event()
+    job = engine.submit(Request(frame=Frame(image=image), text="red circle"),
+                        on_stage=lambda j, s: s == "generating" and generating.set())
+    assert generating.wait(60)
+    engine.close(timeout=30)
+    with pytest.raises(Cancelled, match="deactivated"):
+        job.result(timeout=0)
+    assert not engine._worker.is_alive()  # the slow stage saw the cancel; no 30 s wait
+
+
+def test_exception_inside_the_model_fails_only_that_query(pipeline, image):
+    engine = Engine(pipeline, faults=FaultPlan.parse("exception:2"))
+    frame = Frame(image=image, key=3)
+    first = engine.submit(Request(frame=frame, text="red circle"))
+    assert first.result(timeout=60).mask.shape == (60, 80)
+    second = engine.submit(Request(frame=frame, text="red circle"))
+    with pytest.raises(RuntimeError, match="injected fault: query 2 raised inside the model"):
+        second.result(timeout=60)
+    stats = engine.stats()
+    assert stats["failed"] == 1 and stats["consecutive_failures"] == 1
+    assert stats["last_error"].startswith("RuntimeError: injected fault: query 2")
+    third = engine.submit(Request(frame=frame, text="red circle"))
+    assert third.result(timeout=60).mask.shape == (60, 80)
+    assert engine._worker.is_alive()
+    stats = engine.stats()
+    assert stats["succeeded"] == 2 and stats["consecutive_failures"] == 0 and "query 2" in stats["last_error"]
+    engine.close()
+
+
+def test_out_of_memory_once_is_retried(pipeline, image):
+    engine = Engine(pipeline, faults=FaultPlan.parse("oom:1"))
+    frame = Frame(image=image, key=5)
+    job = engine.submit(Request(frame=frame, text="red circle"))
+    expected = pipeline.segment(image, text="red circle")
+    np.testing.assert_array_equal(job.result(timeout=60).mask, expected.mask)
+    stats = engine.stats()
+    # The cache was dropped before the retry, so the frame was encoded twice.
+    assert stats["oom_retries"] == 1 and stats["succeeded"] == 1 and stats["frames_encoded"] == 2
+    assert stats.get("failed", 0) == 0 and stats["last_error"] is None
+    engine.close()
+
+
+def test_out_of_memory_twice_is_reported_with_advice(pipeline, image):
+    engine = Engine(pipeline, faults=FaultPlan.parse("oom:1x2"))
+    job = engine.submit(Request(frame=Frame(image=image, key=9), text="red circle"))
+    with pytest.raises(OutOfMemory) as err:
+        job.result(timeout=60)
+    message = str(err.value)
+    assert "retrying once" in message and "CUDA out of memory" in message
+    assert "smaller images" in message and "bfloat16" in message and "another device" in message
+    stats = engine.stats()
+    assert stats["oom_retries"] == 1 and stats["failed"] == 1 and stats["cached_frames"] == 0
+    assert stats["last_error"].startswith("OutOfMemory:")
+    later = engine.submit(Request(frame=Frame(image=image), text="red circle"))
+    assert later.result(timeout=60).mask.shape == (60, 80)
+    engine.close()
+
+
+def test_out_of_memory_detection():
+    import torch
+
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert not is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not is_out_of_memory(ValueError("out of memory"))  # bad input, never retried
+
+
+def test_fault_plan_syntax(monkeypatch):
+    plan = FaultPlan.parse("exception:2, exception:5,oom:1x2,oom:3,slow:0.5,hang:1")
+    assert plan.exception == {2, 5} and plan.oom == {1: 2, 3: 1} and plan.slow == 0.5 and plan.hang == 1.0
+    for bad in ("exception", "exception:0", "oom:1x0", "slow:-1", "crash:1", "oom:x"):
+        with pytest.raises(ValueError, match="ANYREF_TEST_FAULTS: cannot read"):
+            FaultPlan.parse(bad)
+    assert FaultPlan.from_env({}) is None and FaultPlan.from_env({FAULTS_ENV: " "}) is None
+    assert FaultPlan.from_env({FAULTS_ENV: "oom:2"}).oom == {2: 1}
+
+
+def test_fault_plan_from_the_environment(pipeline, image, monkeypatch):
+    monkeypatch.delenv(FAULTS_ENV, raising=False)
+    engine = Engine(pipeline)
+    assert engine.faults is None
+    engine.close()
+    monkeypatch.setenv(FAULTS_ENV, "exception:1")
+    engine = Engine(pipeline)
+    with pytest.raises(RuntimeError, match="injected fault: query 1"):
+        engine.submit(Request(frame=Frame(image=image), text="red circle")).result(timeout=60)
+    engine.close()
 
 
 def test_refocus_weight_is_per_query(pipeline, image):

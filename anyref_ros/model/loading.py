@@ -24,13 +24,23 @@ Pickles are read with ``torch.load(weights_only=True)``; nothing is
 downloaded and no remote code runs.  Every model tensor must come from a file
 (or, with ``allow_random``, keeps its seeded random value); otherwise loading
 fails naming the tensor, its shape and the setting to fix.
+
+Integrity: ``save_pipeline`` writes ``SHA256SUMS`` (``sha256sum`` format,
+``<hex>  <file name>`` per line) for the files it wrote; when a checkpoint
+folder has one, loading first checks every file it lists (a missing file or
+a different hash is a :class:`WeightsError` naming the file; files it does
+not list are not checked). Paths given by users (the checkpoint, the
+``weights.*`` entries) go through :func:`resolve_model_path` before use.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
+import re
+import stat
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -43,6 +53,7 @@ from .tokenization import make_tokenizer
 
 BASE_FILE = "base.safetensors"
 TRAINED_FILE = "trained.safetensors"
+MANIFEST = "SHA256SUMS"  # sha256sum format; written by save_pipeline, checked on load
 ROW_OFFSETS = "row_offsets"  # safetensors metadata: {name: first row} for row slices
 OFFICIAL = ("clip", "sam", "imagebind", "llava", "lisa")
 ORDER = ("base",) + OFFICIAL + ("trained",)
@@ -160,13 +171,8 @@ def resolve_files(config: AnyRefConfig, folder: Optional[Path]) -> Dict[str, Pat
         value = getattr(config.weights, kind)
         if value is None:
             continue
-        path = Path(os.path.expanduser(value))
-        if not path.is_absolute() and folder is not None:
-            path = folder / path
-        if not path.exists():
-            raise WeightsError(f"weights.{kind} = {value!r}: {path} does not exist; "
-                               f"point weights.{kind} at the {_DESCRIBE[kind]}")
-        files[kind] = path.resolve()
+        files[kind] = resolve_model_path(value, what=f"weights.{kind}", base=folder,
+                                         hint=f"point weights.{kind} at the {_DESCRIBE[kind]}")
     return files
 
 
@@ -366,6 +372,121 @@ def _randomise_lora(model: AnyRefModel, seed: int) -> None:
                 param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
 
 
+# ------------------------------------------------------ paths and integrity
+def resolve_model_path(value, *, what: str = "checkpoint", base: Optional[Path] = None,
+                       kind: str = "any", hint: str = "") -> Path:
+    """Resolve a user-given model path and check it before anything reads it.
+
+    ``value``: a path (``~`` expanded; relative ones against ``base``, else
+    the working directory). ``kind``: ``"folder"``, ``"file"`` or ``"any"``
+    (either). Refused with a :class:`WeightsError` naming ``what`` and the
+    path (``hint`` appended: what to do): an empty value, a path that does
+    not exist (a dangling symlink included), a folder where a file is
+    expected or the other way round, anything that is neither a regular
+    file nor a folder (a device, a FIFO or a socket: reading it could block
+    or never end), and a file or folder this process cannot read. Symlinks
+    are followed and the real path is returned: pointing outside the
+    checkpoint folder is normal (its config names official files by
+    relative paths such as ``../sam_vit_h_4b8939.pth``), so it is not
+    refused.
+    """
+    suffix = f"; {hint}" if hint else ""
+    text = os.fspath(value) if isinstance(value, os.PathLike) else value
+    if not isinstance(text, str) or not text.strip():
+        raise WeightsError(f"{what}: expected a path, got {value!r}{suffix}")
+    if "\0" in text:
+        raise WeightsError(f"{what}: the path contains a NUL character{suffix}")
+    path = Path(os.path.expanduser(text))
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        broken = " (a symlink to a missing target)" if path.is_symlink() else ""
+        raise WeightsError(f"{what} = {text!r}: {path} does not exist{broken}{suffix}") from None
+    except OSError as exc:
+        raise WeightsError(f"{what} = {text!r}: cannot access {path}: {exc.strerror or exc}{suffix}") from None
+    is_dir, is_file = stat.S_ISDIR(info.st_mode), stat.S_ISREG(info.st_mode)
+    if not (is_dir or is_file):
+        raise WeightsError(f"{what} = {text!r}: {path} is not a regular file or folder "
+                           f"(a device, FIFO or socket){suffix}")
+    if kind == "folder" and not is_dir:
+        raise WeightsError(f"{what} = {text!r}: {path} is a file; expected a folder{suffix}")
+    if kind == "file" and not is_file:
+        raise WeightsError(f"{what} = {text!r}: {path} is a folder; expected a file{suffix}")
+    if not os.access(path, os.R_OK | (os.X_OK if is_dir else 0)):
+        raise WeightsError(f"{what} = {text!r}: {path} is not readable by this process "
+                           f"(check its permissions){suffix}")
+    return path.resolve()
+
+
+_MANIFEST_LINE = re.compile(r"^([0-9a-fA-F]{64}) [ *](.+)$")
+
+
+def sha256_file(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def write_manifest(folder, names) -> Path:
+    """Write ``folder/SHA256SUMS`` for the files ``names`` (relative to ``folder``)."""
+    folder = Path(folder)
+    lines = [f"{sha256_file(folder / name)}  {name}\n" for name in sorted(set(names))]
+    out = folder / MANIFEST
+    out.write_text("".join(lines))
+    return out
+
+
+def read_manifest(folder) -> Optional[Dict[str, str]]:
+    """{file name: sha256 hex} from ``folder/SHA256SUMS``; None when there is none."""
+    path = Path(folder) / MANIFEST
+    if not path.exists():
+        return None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise WeightsError(f"{path}: cannot read the checksum manifest ({exc})") from None
+    entries: Dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = _MANIFEST_LINE.match(line.rstrip("\r"))
+        if match is None:
+            raise WeightsError(f"{path}: line {number} is not '<64 hex digits>  <file name>' "
+                               "(the sha256sum format)")
+        name = match.group(2)
+        parts = Path(name).parts
+        if Path(name).is_absolute() or ".." in parts or not parts:
+            raise WeightsError(f"{path}: line {number} names {name!r}; the manifest may only name "
+                               "files inside the checkpoint folder")
+        entries[name] = match.group(1).lower()
+    return entries
+
+
+def verify_manifest(folder) -> List[str]:
+    """Check every file listed in ``folder/SHA256SUMS``; returns the names
+    checked ([] when the folder has no manifest). A listed file that is
+    missing or whose SHA-256 differs raises :class:`WeightsError` naming it."""
+    folder = Path(folder)
+    entries = read_manifest(folder)
+    if entries is None:
+        return []
+    for name, expected in entries.items():
+        path = folder / name
+        if not path.is_file():
+            raise WeightsError(
+                f"checkpoint {folder}: {name} is listed in {MANIFEST} but missing; the checkpoint is "
+                "incomplete: copy the whole folder again")
+        actual = sha256_file(path)
+        if actual != expected:
+            raise WeightsError(
+                f"checkpoint {folder}: {name} does not match {MANIFEST} (SHA-256 {actual[:16]}..., "
+                f"expected {expected[:16]}...): the file is corrupt or was changed after the checkpoint "
+                f"was saved; copy the checkpoint again (if you changed it on purpose, rewrite the "
+                f"manifest: cd {folder} && sha256sum {' '.join(sorted(entries))} > {MANIFEST})")
+    return sorted(entries)
+
+
 # ------------------------------------------------------------------- entry
 def resolve_device(device) -> torch.device:
     if device is None:
@@ -395,9 +516,12 @@ def resolve_dtype(dtype, config: AnyRefConfig) -> torch.dtype:
 def load_pipeline(cls, path_or_preset, device=None, dtype=None):
     """See ``AnyRefPipeline.from_pretrained``."""
     path = Path(os.path.expanduser(str(path_or_preset)))
-    if path.exists():
+    if path.exists() or path.is_symlink():
+        path = resolve_model_path(path, what="checkpoint",
+                                  hint="give a checkpoint folder written by save_pretrained")
+        folder: Optional[Path] = path if path.is_dir() else path.parent
+        verify_manifest(folder)
         config = AnyRefConfig.load(path)
-        folder: Optional[Path] = (path if path.is_dir() else path.parent).resolve()
     elif str(path_or_preset) in preset_names():
         config = get_preset(str(path_or_preset))
         folder = None
@@ -475,7 +599,8 @@ def save_pipeline(pipe, folder) -> None:
     """Write ``config.json``/``config.yaml``, the tokenizer, ``trained.safetensors``
     (LoRA, ``trained_modules``, added-token rows) and, for tensors that came
     from no official file, ``base.safetensors``; official files stay
-    referenced (paths relative to ``folder``)."""
+    referenced (paths relative to ``folder``). Last, ``SHA256SUMS`` lists
+    the files written here (checked when the folder is loaded)."""
     from safetensors.torch import save_file
 
     folder = Path(folder).resolve()
@@ -514,7 +639,13 @@ def save_pipeline(pipe, folder) -> None:
     config.weights.allow_random = False
     config.dtype = _dtype_name(pipe.model.dtype)
     config.save(folder)
-    pipe.tokenizer.save_pretrained(str(folder))
+    written = [n for n in (BASE_FILE if base else None, TRAINED_FILE, "config.json", "config.yaml")
+               if n is not None and (folder / n).is_file()]
+    for file in pipe.tokenizer.save_pretrained(str(folder)) or ():
+        file = Path(file)
+        if file.parent.resolve() == folder and file.is_file():
+            written.append(file.name)
+    write_manifest(folder, written)  # checked by load_pipeline
 
 
 def _is_trained(name: str, config: AnyRefConfig) -> bool:

@@ -6,8 +6,9 @@
   bottom/right to a square; the resized size is kept for un-padding.
 * Exemplar / region: optional mask (black background), crop to the box
   trimmed 1 px per side, then the CLIP path.
-* Audio: mono mix, resample to 16 kHz, ``num_clips`` evenly spaced clips of
-  ``clip_seconds``, Kaldi fbank (128 bins, 25/10 ms, hanning, HTK), pad/cut to
+* Audio: mono mix, resample to 16 kHz (``anyref_ros.audio.signal.resample``,
+  rates 8..192 kHz), ``num_clips`` evenly spaced clips of ``clip_seconds``,
+  Kaldi fbank (128 bins, 25/10 ms, hanning, HTK), pad/cut to
   ``target_length`` frames, normalise with the ImageBind mean/std.
 """
 
@@ -19,9 +20,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..audio.signal import MAX_INPUT_SECONDS, resample
 from .config import AudioConfig, SamConfig, VisionConfig
 
 Box = Tuple[int, int, int, int]
+
+#: Sample rates (Hz) ``check_audio`` accepts; others are refused before any work.
+AUDIO_MIN_RATE = 8000
+AUDIO_MAX_RATE = 192000
 
 
 # ------------------------------------------------------------------ checks
@@ -140,14 +146,21 @@ def check_audio(audio, sample_rate, cfg: AudioConfig) -> np.ndarray:
                          f"got {type(audio).__name__}")
     if audio.dtype not in (np.float32, np.float64):
         raise ValueError(f"audio: expected float32 samples in [-1, 1], got dtype {audio.dtype}")
-    if audio.ndim == 2:
-        audio = audio.mean(axis=1)
-    elif audio.ndim != 1:
+    if audio.ndim not in (1, 2):
         raise ValueError(f"audio: expected shape (samples,) or (samples, channels), got {audio.shape}")
     if sample_rate is None:
         raise ValueError("sample_rate: expected the audio's sample rate in Hz (e.g. 16000), got None")
     if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
         raise ValueError(f"sample_rate: expected a positive integer (Hz), got {sample_rate!r}")
+    if not AUDIO_MIN_RATE <= sample_rate <= AUDIO_MAX_RATE:
+        raise ValueError(f"sample_rate: {int(sample_rate)} Hz is outside the accepted range "
+                         f"[{AUDIO_MIN_RATE}, {AUDIO_MAX_RATE}] Hz; resample the audio (16000 Hz is native)")
+    if sample_rate != cfg.sample_rate and audio.shape[0] > MAX_INPUT_SECONDS * sample_rate:
+        raise ValueError(f"audio: {audio.shape[0] / sample_rate:.1f} s at {int(sample_rate)} Hz is longer than "
+                         f"the {MAX_INPUT_SECONDS:g} s that can be resampled; send a shorter clip or "
+                         f"{cfg.sample_rate} Hz audio")
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
     if not np.all(np.isfinite(audio)):
         raise ValueError("audio: expected finite samples, found NaN or infinity")
     seconds = audio.shape[0] / float(sample_rate)
@@ -159,11 +172,10 @@ def check_audio(audio, sample_rate, cfg: AudioConfig) -> np.ndarray:
 
 def audio_clips(audio: np.ndarray, sample_rate: int, cfg: AudioConfig) -> torch.Tensor:
     """(1, num_clips, 1, num_mel_bins, target_length) normalised fbanks."""
-    import torchaudio
-
-    wave = torch.from_numpy(audio).unsqueeze(0)
     if sample_rate != cfg.sample_rate:
-        wave = torchaudio.functional.resample(wave, int(sample_rate), cfg.sample_rate)
+        # Fixed-taps windowed sinc: cost independent of gcd(sample_rate, 16000).
+        audio = resample(np.asarray(audio, dtype=np.float32), int(sample_rate), cfg.sample_rate)
+    wave = torch.from_numpy(audio).unsqueeze(0)
     duration = wave.shape[1] / cfg.sample_rate
     last_start = max(duration - cfg.clip_seconds, 0.0)
     step = last_start / (cfg.num_clips - 1) if cfg.num_clips > 1 else 0.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,6 @@ def load_json_object(path: Path, required: tuple[str, ...]) -> dict[str, Any]:
         found = sorted(data) if isinstance(data, dict) else type(data).__name__
         raise ValueError(f"{path}: expected a JSON object with keys {list(required)}, found {found}")
     return data
-
-
-def load_pickle(path: Path) -> Any:
-    """Load a pickle (written by Python 2 or 3). Only load files you trust:
-    unpickling can run code."""
-    try:
-        with open(path, "rb") as f:
-            try:
-                return pickle.load(f)
-            except UnicodeDecodeError:
-                f.seek(0)
-                return pickle.load(f, encoding="latin1")
-    except (OSError, pickle.UnpicklingError, EOFError) as exc:
-        raise ValueError(f"{path}: cannot read pickle ({exc})") from exc
 
 
 def load_rgb(path: Path) -> np.ndarray:

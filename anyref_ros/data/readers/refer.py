@@ -16,23 +16,81 @@ as AnyRef's evaluation does):
   ``reg_with_mask=False``).
 
 Both carry the referent's mask.
+
+The refs pickle is read with :class:`RefsUnpickler`, which builds plain
+containers and scalars only: a pickle that asks for any class or function
+(other than ``set``/``frozenset``) is refused, so a tampered file cannot run
+code.
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
+from typing import Any
 
 from ..sample import SEG_TOKEN, Sample, format_answer
-from ._io import load_pickle
 from .coco import CocoIndex
 
 SENTENCE_CHOICES = ("all", "first", "last")
 _REF_FIELDS = ("ref_id", "ann_id", "image_id", "split", "sentences")
 
 
+def _latin1_bytes(text: str, encoding: str = "latin1") -> bytes:
+    """What ``_codecs.encode`` does in pickles of ``bytes`` written with
+    protocol <= 2 by Python 3, and nothing more."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError("refused: _codecs.encode is admitted only for latin1 bytes")
+    return text.encode("latin1")
+
+
+class RefsUnpickler(pickle.Unpickler):
+    """An unpickler for data files made of lists, dicts, tuples, strings,
+    bytes, numbers, booleans and None. Those are built by pickle opcodes and
+    never reach :meth:`find_class`; the only globals admitted are ``set``
+    and ``frozenset`` (how protocols <= 3 write sets) and ``_codecs.encode``
+    restricted to latin1 (how protocols <= 2 write bytes). Anything else --
+    ``os.system``, ``builtins.eval``, a class to instantiate -- raises
+    ``pickle.UnpicklingError`` before it is looked up."""
+
+    ALLOWED = {("builtins", "set"): set, ("builtins", "frozenset"): frozenset,
+               ("__builtin__", "set"): set, ("__builtin__", "frozenset"): frozenset,
+               ("_codecs", "encode"): _latin1_bytes}
+
+    def find_class(self, module: str, name: str) -> Any:
+        allowed = self.ALLOWED.get((module, name))
+        if allowed is not None:
+            return allowed
+        raise pickle.UnpicklingError(
+            f"refused to load {module}.{name}: a refs file holds only lists, dicts, strings and "
+            "numbers, and this pickle asks to import code (it is not a refer-format refs file, or it "
+            "was tampered with); use the original refs(<split_by>).p of the dataset")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise pickle.UnpicklingError("refused: persistent ids are not allowed in a refs file")
+
+
+def load_plain_pickle(path: Path) -> Any:
+    """Load a pickle of plain data (written by Python 2 or 3) with
+    :class:`RefsUnpickler`; ValueError naming the file on any failure,
+    including a refused global. Python 2 ``str`` is read as UTF-8, or as
+    Latin-1 when it is not valid UTF-8."""
+    last: Exception = ValueError("unreadable")
+    for encoding in ("utf-8", "latin1"):
+        try:
+            with open(path, "rb") as f:
+                return RefsUnpickler(f, encoding=encoding).load()
+        except UnicodeDecodeError as exc:
+            last = exc
+            continue
+        except Exception as exc:  # noqa: BLE001 - any failure names the file
+            raise ValueError(f"{path}: cannot read pickle ({type(exc).__name__}: {exc})") from None
+    raise ValueError(f"{path}: cannot read pickle ({last})")
+
+
 def load_refs(path: Path) -> list[dict]:
     """The refs list of a ``refs(...).p`` file, validated (ValueError naming the file)."""
-    refs = load_pickle(path)
+    refs = load_plain_pickle(path)
     if not isinstance(refs, list):
         raise ValueError(f"{path}: expected a pickled list of refs, got {type(refs).__name__}")
     for i, ref in enumerate(refs):
