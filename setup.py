@@ -11,6 +11,8 @@ from setuptools import find_packages, setup
 ENTRY_POINTS = [
     # Keep in sync with ANYREF_ENTRY_POINTS in CMakeLists.txt.
     "anyref_node = anyref_ros.nodes.anyref:main",
+    "anyref_mic = anyref_ros.nodes.mic:main",
+    "anyref_speech = anyref_ros.nodes.speech:main",
     "anyref-demo = anyref_ros.demo:main",
     "anyref-benchmark = anyref_ros.benchmark:main",
     "anyref-soak = anyref_ros.soak:main",

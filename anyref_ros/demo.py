@@ -3,9 +3,11 @@
 Starts ``anyref_node`` in its own process, plays toy scenes (640x480) as a
 10 Hz BEST_EFFORT camera, and asks through every path a user has: typed
 queries through ``~/segment`` and the ``query`` topic, an exemplar image, a
-sound, a region to describe. For each answer it writes a picture (the frame,
-the mask, the box and the answer; the ground-truth outline in green), then a
-contact sheet and ``summary.json`` with every query, its IoU against the
+sound, a region to describe. Then the robot hears: a shape's sound in a
+quiet room is localised unasked (``~/sound_sources``), and a sentence spoken
+by espeak-ng goes through ``anyref_speech`` to the ``query`` topic. For each
+answer it writes a picture (the frame, the mask, the box and the answer; the
+ground-truth outline in green), then a contact sheet and ``summary.json`` with every query, its IoU against the
 ground truth and its latency.
 
     anyref-demo                         # model/toy, 3 scenes per path, output in ./demo_output
@@ -21,6 +23,7 @@ answers (``~/results``) into a new bag.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -108,6 +111,52 @@ class Camera:
         self._thread.join(1.0)
 
 
+class AudioPlayer:
+    """Publishes audio on an AudioChunk topic at real-time pace (100 ms chunks,
+    s16le, stamped with the capture time of their first sample), as
+    ``anyref_mic`` does from a microphone."""
+
+    def __init__(self, node, topic: str, chunk_s: float = 0.1) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from anyref_ros.msg import AudioChunk
+
+        self._node = node
+        # RELIABLE like anyref_mic: anyref_speech subscribes RELIABLE, the anyref node BEST_EFFORT.
+        self._pub = node.create_publisher(AudioChunk, topic, QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
+        self._chunk_s = chunk_s
+
+    def play(self, samples: np.ndarray, rate: int) -> None:
+        from anyref_ros.nodes.conversions import numpy_to_audio
+
+        step = int(rate * self._chunk_s)
+        start = time.monotonic()
+        t0 = self._node.get_clock().now().nanoseconds
+        for i, k in enumerate(range(0, len(samples), step)):
+            delay = start + i * self._chunk_s - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            msg = numpy_to_audio(np.clip(samples[k:k + step], -1.0, 1.0), rate, "s16le")
+            stamp = t0 + int(k * 1e9 / rate)
+            msg.header.stamp.sec, msg.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
+            msg.header.frame_id = "demo_microphone"
+            self._pub.publish(msg)
+
+    def subscribers(self) -> int:
+        return self._pub.get_subscription_count()
+
+    def close(self) -> None:
+        self._node.destroy_publisher(self._pub)
+
+
+def object_mask_of(obj: dict, size: tuple[int, int]) -> np.ndarray:
+    """Ground-truth mask of a toy object given as in ``Sample.metadata["objects"]``."""
+    from anyref_ros.data.toy_render import ToyObject, object_mask
+
+    fields = {k: obj[k] for k in ("shape", "colour", "rgb", "x0", "y0", "size")}
+    return object_mask(ToyObject(**fields), size)
+
+
 # -------------------------------------------------------------- the demo run
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -125,6 +174,7 @@ class Demo:
         self.executor.add_node(self.node)
         threading.Thread(target=self.executor.spin, daemon=True).start()
         self.proc: Optional[subprocess.Popen] = None
+        self.speech_proc: Optional[subprocess.Popen] = None
 
     # ---- node process
     def start_node(self) -> None:
@@ -148,7 +198,7 @@ class Demo:
             if self.proc and self.proc.poll() is not None:
                 raise RuntimeError(f"anyref_node exited; see {self.out / 'node.log'}")
             r = self.call(self.segment, Segment.Request(text="ping"))
-            if r is not None and "not active" not in r.message:
+            if r is not None and "not active" not in r.message and not r.message.startswith("loading the model"):
                 return
             time.sleep(0.5)
         raise RuntimeError(f"anyref_node did not activate within {timeout:.0f} s; see {self.out / 'node.log'}")
@@ -240,6 +290,115 @@ class Demo:
                     return msg
             time.sleep(0.02)
         return None
+
+    # ---- hearing: a sound event and a spoken query
+    def run_hearing(self) -> None:
+        """The robot hears: a shape's sound in a quiet room is localised unasked
+        (``~/sound_sources``), and a spoken sentence becomes a query through
+        ``anyref_speech`` (espeak-ng speaks it; the demo plays it on ``audio``
+        at real-time pace, as ``anyref_mic`` would from a microphone)."""
+        from anyref_ros.data.toy import ToyWorld
+        from anyref_ros.data.toy_audio import LAYOUTS, SAMPLE_RATE, room_noise, shape_sound
+        from anyref_ros.msg import Referral
+
+        world = ToyWorld(DEMO_SEED + 1, size=SIZE)
+        camera = Camera(self.node, f"{NAMESPACE}/image")
+        player = AudioPlayer(self.node, f"{NAMESPACE}/audio")
+        sources: list[Referral] = []
+        results: list[Referral] = []
+        self.node.create_subscription(Referral, f"{NAMESPACE}/anyref/sound_sources", sources.append, 10)
+        self.node.create_subscription(Referral, f"{NAMESPACE}/anyref/results", results.append, 10)
+        self.start_speech(player)
+        rng = np.random.default_rng(DEMO_SEED)
+        quiet = dataclasses.replace(LAYOUTS["train"], hum_prob=0.0, room_rms=(0.003, 0.003))
+        try:
+            for k in range(self.args.scenes):
+                sample = world.sample(k, "audio")
+                camera.show(sample.image)
+                self._wait_frames(camera)
+                shape = sample.description
+                clip = np.concatenate([room_noise(rng, int(1.5 * SAMPLE_RATE), SAMPLE_RATE, quiet)[0],
+                                       shape_sound(rng, shape, 1.5, SAMPLE_RATE),
+                                       room_noise(rng, int(2.5 * SAMPLE_RATE), SAMPLE_RATE, quiet)[0]])
+                answer = Answer(scene=k, path="sound_event", query=f"{shape} sound, heard", expected=shape)
+                before = len(sources)
+                t = time.monotonic()
+                player.play(clip, SAMPLE_RATE)
+                msg = self._wait_new(sources, before, timeout=5.0)
+                self._hearing_answer(answer, msg, sample.image, sample.mask, t, camera,
+                                     "no ~/sound_sources answer within 5 s of the sound's end")
+            self._spoken_query(world, camera, player, results)
+        finally:
+            player.close()
+            camera.close()
+
+    def _spoken_query(self, world, camera, player, results) -> None:
+        import shutil
+
+        import soundfile
+
+        sentence, colour, shape = "find the red circle", "red", "circle"
+        answer = Answer(scene=0, path="spoken_query", query=f"spoken: {sentence!r}", expected=f"{colour} {shape}")
+        sample = next(s for s in (world.sample(i, "text") for i in range(200))
+                      if sum(o["colour"] == colour and o["shape"] == shape for o in s.metadata["objects"]) == 1)
+        truth = next(o for o in sample.metadata["objects"] if o["colour"] == colour and o["shape"] == shape)
+        gt = object_mask_of(truth, SIZE)
+        if shutil.which("espeak-ng") is None:
+            answer.message = "espeak-ng is not installed (make setup installs it)"
+            self._report(answer)
+            return
+        wav = self.out / "spoken_query.wav"
+        subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(wav), sentence], check=True, capture_output=True)
+        speech, rate = soundfile.read(str(wav), dtype="float32")
+        silence = np.zeros(int(0.6 * rate), np.float32)
+        camera.show(sample.image)
+        self._wait_frames(camera)
+        before = len(results)
+        t = time.monotonic()
+        player.play(np.concatenate([silence, speech, silence, silence]), rate)
+        msg = self._wait_new(results, before, timeout=20.0, accept=lambda m: m.reference_type == "text")
+        self._hearing_answer(answer, msg, sample.image, gt, t, camera, "no answer on ~/results within 20 s")
+        if msg is not None:
+            answer.query = f"spoken: heard {msg.query!r}"
+
+    def _hearing_answer(self, answer, msg, image, gt, t, camera, missing: str) -> None:
+        from anyref_ros.nodes.conversions import image_to_mask
+
+        if msg is None:
+            answer.message = missing
+            answer.latency_ms = (time.monotonic() - t) * 1000.0
+        else:
+            mask = image_to_mask(msg.mask)
+            answer.success, answer.message = True, "ok"
+            answer.description, answer.score = msg.description, float(msg.score)
+            answer.latency_ms = float(msg.latency_ms)
+            answer.iou = iou(mask, gt)
+            answer.box = [msg.x_min, msg.y_min, msg.x_max, msg.y_max] if msg.has_box else None
+            self._picture(answer, image, mask, gt, None)
+        self._report(answer)
+
+    @staticmethod
+    def _wait_new(messages: list, before: int, timeout: float, accept=lambda _m: True):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for msg in messages[before:]:
+                if accept(msg):
+                    return msg
+            time.sleep(0.02)
+        return None
+
+    def start_speech(self, player: "AudioPlayer", timeout: float = 60.0) -> None:
+        exe = Path(sys.executable).with_name("anyref_speech")
+        cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.nodes.speech"]),
+               "--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "speech.yaml"),
+               "-r", f"__ns:={NAMESPACE}"]
+        log = open(self.out / "speech.log", "w")
+        self.speech_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
+        print(f"[demo] started anyref_speech (log: {self.out / 'speech.log'})", flush=True)
+        deadline = time.monotonic() + timeout  # audio played before it listens would be missed
+        while player.subscribers() < 2 and time.monotonic() < deadline and self.speech_proc.poll() is None:
+            time.sleep(0.1)
+        time.sleep(1.0)  # its VAD and recogniser finish loading when it activates
 
     # ---- bag playback
     def run_bag(self) -> None:
@@ -349,6 +508,9 @@ class Demo:
         return path
 
     def close(self) -> None:
+        for proc in (self.speech_proc, self.proc):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -450,6 +612,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--image-topic", default="/camera/image_raw", help="image topic in --bag")
     ap.add_argument("--query", action="append", help="a text query to ask on the bag's frames (repeatable)")
     ap.add_argument("--record", help="write the node's answers into a new rosbag2 (MCAP) folder")
+    ap.add_argument("--no-hearing", action="store_true", help="skip the sound event and the spoken query")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the node to load")
     return ap.parse_args(argv)
 
@@ -471,6 +634,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             demo.run_bag()
         else:
             demo.run_toy()
+            if not args.no_hearing:
+                demo.run_hearing()
     except (RuntimeError, KeyboardInterrupt) as exc:
         print(f"[demo] stopped: {exc}", file=sys.stderr)
         return 1

@@ -49,14 +49,32 @@ PARAMS: tuple[Param, ...] = (
           range=(0.1, 3600.0), live=True),
     Param("frame_cache", 2, "Encoded frames kept, so several queries on one frame encode it once.",
           range=(0, 64)),
+    Param("cpu_threads", 0,
+          "Torch threads for the model on a CPU; 0 = half the cores (at least 1), leaving the rest to the "
+          "camera driver and the node's callbacks (more threads than free cores make every query slower).",
+          range=(0, 256)),
     Param("depth_unit_mm", 1.0, "Millimetres per unit of a 16UC1 depth image (1.0: millimetres).",
           range=(1e-6, 1e6), live=True),
     Param("depth_sync_slop_s", 0.1,
           "Largest stamp difference between a colour frame and the depth frame used for its 3D position.",
           range=(0.0, 10.0), live=True),
     Param("audio_window_s", 3.0,
-          "Seconds of the audio topic kept for ~/segment_sound (at least 2 s are needed).",
+          "Seconds of the audio topic ~/segment_sound uses (at least 2 s are needed); the buffer keeps "
+          "at least 3.5 s for sound events.",
           range=(0.5, 60.0)),
+    Param("sound_events", True,
+          "Localise sounds heard on the audio topic unasked: each sound event becomes a sound query on the "
+          "camera frame of that moment, answered on ~/sound_sources.", live=True),
+    Param("sound_event_threshold_db", 12.0,
+          "A sound event needs a level this many dB above the adaptive noise floor.", range=(3.0, 60.0)),
+    Param("sound_event_min_duration_s", 0.15,
+          "A sound is an event once it has lasted this long (a click is shorter).", range=(0.02, 2.0)),
+    Param("sound_event_refractory_s", 2.0,
+          "A sound starting this soon after the previous one ended continues it (no second event).",
+          range=(0.0, 30.0)),
+    Param("sound_event_pre_roll_s", 0.25,
+          "The 2 s of audio a sound event's query uses start this long before its onset.",
+          range=(0.0, 1.0), live=True),
     Param("marker_lifetime_s", 2.0, "Lifetime of the RViz markers of an answer (0: forever).",
           range=(0.0, 3600.0), live=True),
     Param("warmup", True, "Run one query on a blank image at activation, so the first real one is not slow."),
@@ -64,3 +82,53 @@ PARAMS: tuple[Param, ...] = (
 )
 
 BY_NAME = {p.name: p for p in PARAMS}
+
+
+# --- anyref_mic (anyref_ros/nodes/mic.py; config/mic.yaml) ------------------------------------
+MIC_PARAMS: tuple[Param, ...] = (
+    Param("device", "",
+          "Input device: its PortAudio/ALSA name, a unique part of the name, or its index "
+          "(python -m sounddevice lists them); \"\" = the system default input."),
+    Param("sample_rate", 0, "Capture rate in Hz; 0 = the device's default rate.", range=(0, 384000)),
+    Param("channels", 1, "Channels captured (interleaved in each AudioChunk).", range=(1, 32)),
+    Param("chunk_ms", 100, "Length of each published AudioChunk, in milliseconds.", range=(5, 2000)),
+    Param("encoding", "s16le", "Sample format of the published chunks.", choices=("s16le", "f32le")),
+    Param("frame_id", "microphone", "frame_id of the published chunks' headers."),
+    Param("queue_depth", 100,
+          "History depth of the RELIABLE audio publisher (chunks kept for a subscriber that lags); "
+          "BEST_EFFORT (sensor_data) subscribers receive it too.", range=(1, 10000)),
+    Param("retry_s", 2.0, "Seconds between attempts to open a missing or failing device.", range=(0.1, 3600.0)),
+    Param("autostart", True, "Configure and activate the lifecycle node at start-up."),
+)
+
+# --- anyref_speech (anyref_ros/nodes/speech.py; config/speech.yaml) ----------------------------
+SPEECH_PARAMS: tuple[Param, ...] = (
+    Param("engine", "pocketsphinx",
+          "Speech recogniser: pocketsphinx (offline, English model in its wheel, command grammar) or "
+          "whisper (a local Whisper checkpoint folder, asr_model).", choices=("pocketsphinx", "whisper")),
+    Param("asr_model", "",
+          "Whisper only: folder of a transformers Whisper checkpoint (save_pretrained of "
+          "openai/whisper-tiny/base/small/...); absolute, relative to the working directory or to the "
+          "package's share folder. Nothing is downloaded."),
+    Param("asr_device", "cpu", "Whisper only: where it runs (cpu, cuda, cuda:N)."),
+    Param("grammar", "config/speech_grammar.yaml",
+          "pocketsphinx only: YAML word lists of the spoken commands (absolute, relative to the working "
+          "directory or to the package's share folder); \"\" = free dictation with the default language model."),
+    Param("wake_phrase", "",
+          "When set (e.g. \"robot\"), only utterances starting with it become queries, the phrase removed; "
+          "\"\" = every utterance is a query."),
+    Param("audio_qos", "reliable",
+          "QoS of the audio subscription: reliable (anyref_mic publishes RELIABLE; nothing is lost) or "
+          "sensor_data (BEST_EFFORT sources).", choices=("reliable", "sensor_data")),
+    Param("vad_threshold", 0.5, "Silero VAD speech probability that starts an utterance.", range=(0.05, 0.95)),
+    Param("pre_roll_s", 0.3, "Audio kept from before the detected start of speech.", range=(0.0, 2.0)),
+    Param("end_silence_s", 0.5, "Silence that ends an utterance.", range=(0.1, 5.0)),
+    Param("min_utterance_s", 0.3, "Shorter speech is dropped (coughs, clicks).", range=(0.0, 10.0)),
+    Param("max_utterance_s", 8.0, "Longer speech is dropped (not a command); at most 30 s.",
+          range=(0.5, 30.0)),
+    Param("min_confidence", 0.0, "Transcripts with a lower recogniser confidence are dropped (0 keeps all).",
+          range=(0.0, 1.0), live=True),
+    Param("max_pending", 2,
+          "Utterances waiting for the recogniser; one more is dropped with a log line.", range=(1, 64)),
+    Param("autostart", True, "Configure and activate the lifecycle node at start-up."),
+)

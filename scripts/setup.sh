@@ -43,6 +43,8 @@ command -v g++ >/dev/null || missing+=(g++)
 "$PY" -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' \
   || missing+=(python3-dev)
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing+=(libportaudio2)
+# Synthetic speech for the hearing tests (anyref_mic / anyref_speech end to end).
+command -v espeak-ng >/dev/null || missing+=(espeak-ng)
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     say "installing system packages: ${missing[*]}"
@@ -104,6 +106,6 @@ if needs package "$ROOT/setup.py" || ! "$V/bin/python" -m pip show -q anyref_ros
 fi
 
 # --- 6. Check ----------------------------------------------------------------------------
-(cd / && "$V/bin/python" -c "import rclpy, anyref_ros.msg, anyref_ros.srv, anyref_ros.action, torch, transformers, peft, segment_anything" ) \
+(cd / && "$V/bin/python" -c "import rclpy, anyref_ros.msg, anyref_ros.srv, anyref_ros.action, torch, transformers, peft, segment_anything, pocketsphinx, sounddevice; from anyref_ros.audio.vad import weights_path; weights_path()" ) \
   || die "the environment does not import; remove .venv and run again"
 say "ready in $((SECONDS - T0)) s: $V"

@@ -439,3 +439,18 @@ def test_huge_claimed_raw_image_fails_fast():
     assert image_to_rgb(ok, max_pixels=77).shape == (7, 11, 3)
     with pytest.raises(ConversionError, match="11x7 = 77 pixels, above the limit of 76"):
         image_to_rgb(ok, max_pixels=76)
+
+
+@pytest.mark.parametrize("samples, rate", [
+    (np.array([np.nan, 0.5], np.float32), 16000),
+    (np.array([np.inf, 0.5], np.float32), 16000),
+    (np.zeros(4, np.float32), 0),
+    (np.zeros(4, np.float32), 2**32),
+    (np.zeros((4, 65), np.float32), 16000),
+])
+def test_numpy_to_audio_refuses_what_audio_to_numpy_would_refuse(samples, rate):
+    from anyref_ros.nodes.conversions import numpy_to_audio
+
+    for encoding in ("s16le", "f32le"):
+        with pytest.raises(ConversionError):
+            numpy_to_audio(samples, rate, encoding)

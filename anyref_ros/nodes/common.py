@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Callable, Iterable, NoReturn, Optional
+import time
+import traceback
+from typing import Callable, Iterable, NoReturn, Optional, Union
 
 import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
@@ -38,24 +40,45 @@ def declare_parameters(node, params: Iterable[Param]) -> None:
 
 
 def run_node(factory: Callable[[], LifecycleNode], args: Optional[list[str]] = None, *,
-             threads: int = 4, release: Optional[Callable[[LifecycleNode], None]] = None) -> NoReturn:
-    """Create the node, configure + activate it when its ``autostart`` parameter
-    is true, spin until SIGINT/SIGTERM, release, and exit the process at once."""
+             threads: Union[int, Callable[[LifecycleNode], int]] = 4,
+             release: Optional[Callable[[LifecycleNode], None]] = None) -> NoReturn:
+    """Create the node and spin it at once; configure + activate it (when its
+    ``autostart`` parameter is true) as the executor's first task, so slow
+    transitions never keep the executor from answering; spin until
+    SIGINT/SIGTERM, release, and exit the process at once.
+
+    ``threads``: executor threads, or a function of the node that returns them
+    (stored on the node as ``executor_thread_count``). An exception that
+    escapes a callback is logged (throttled) and the executor keeps spinning.
+    """
     ros_env.configure()
     rclpy.init(args=sys.argv if args is None else args)
     node = factory()
-    executor = MultiThreadedExecutor(num_threads=threads)
+    count = int(threads(node) if callable(threads) else threads)
+    node.executor_thread_count = count
+    executor = MultiThreadedExecutor(num_threads=count)
     executor.add_node(node)
+    autostart = node.get_parameter("autostart").value if node.has_parameter("autostart") else True
+    if autostart:
+        pending = getattr(node, "autostart_pending", None)  # optional hook: "starting up" until it ran
+        if pending is not None:
+            pending()
+        executor.create_task(_autostart, node)
+    guard = _SpinGuard(node)
     try:
-        autostart = node.get_parameter("autostart").value if node.has_parameter("autostart") else True
-        if autostart and node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
-            node.trigger_activate()  # on failure the node stays inactive and says why
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
+        while rclpy.ok():
+            try:
+                executor.spin_once(timeout_sec=0.5)
+            except (KeyboardInterrupt, ExternalShutdownException):
+                break
+            except Exception as exc:  # noqa: BLE001 - a callback raised: log it, keep serving
+                guard.report(exc)
     finally:
-        if release is not None:
-            release(node)
+        try:
+            if release is not None:
+                release(node)
+        except Exception as exc:  # noqa: BLE001
+            node.get_logger().warning(f"release at exit failed: {exc}")
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
@@ -64,3 +87,35 @@ def run_node(factory: Callable[[], LifecycleNode], args: Optional[list[str]] = N
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _autostart(node: LifecycleNode) -> None:
+    """Configure, then activate; a node that failed says why (its own log and answers)."""
+    try:
+        if node.trigger_configure() == TransitionCallbackReturn.SUCCESS:
+            node.trigger_activate()
+    except Exception as exc:  # noqa: BLE001
+        node.get_logger().error(f"autostart failed: {type(exc).__name__}: {exc}")
+
+
+class _SpinGuard:
+    """Logs exceptions that escaped callbacks: the first of each type with its
+    traceback, then at most one line per type every 10 s with a count."""
+
+    def __init__(self, node) -> None:
+        self._node = node
+        self._last: dict[str, float] = {}
+        self._counts: dict[str, int] = {}
+
+    def report(self, exc: BaseException) -> None:
+        key = type(exc).__name__
+        self._counts[key] = self._counts.get(key, 0) + 1
+        now = time.monotonic()
+        if key in self._last and now - self._last[key] < 10.0:
+            return
+        first = key not in self._last
+        self._last[key] = now
+        text = f"a callback raised {key}: {exc} ({self._counts[key]} so far); the node keeps running"
+        if first:
+            text += "\n" + "".join(traceback.format_exception(exc)[-8:])
+        self._node.get_logger().error(text)

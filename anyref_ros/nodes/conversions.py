@@ -488,6 +488,12 @@ def numpy_to_audio(
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[0] == 0:
         raise ConversionError(f"audio must be (frames,) or (frames, channels), got shape {np.shape(samples)}")
+    if not AUDIO_MIN_RATE <= int(sample_rate) <= AUDIO_MAX_RATE:
+        raise ConversionError(f"sample_rate {sample_rate} Hz is outside [{AUDIO_MIN_RATE}, {AUDIO_MAX_RATE}] Hz")
+    if not 1 <= arr.shape[1] <= MAX_AUDIO_CHANNELS:
+        raise ConversionError(f"{arr.shape[1]} channels; expected 1 to {MAX_AUDIO_CHANNELS}")
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise ConversionError("audio samples contain NaN or infinity; send finite samples in [-1, 1]")
     if encoding == "s16le":
         data = np.clip(np.round(arr.astype(np.float64) * 32768.0), -32768, 32767).astype("<i2")
     else:

@@ -20,10 +20,10 @@ from rclpy.qos import qos_profile_sensor_data
 REPO = Path(__file__).resolve().parents[2]
 
 
-def start_node(*ros_args: str, namespace: str = "/robot") -> subprocess.Popen:
-    """The real console entry point in its own process."""
+def start_node(*ros_args: str, namespace: str = "/robot", env: Optional[dict] = None) -> subprocess.Popen:
+    """The real console entry point in its own process (``env``: extra variables)."""
     exe = Path(sys.executable).with_name("anyref_node")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     cmd = [str(exe), "--ros-args", "--params-file", str(REPO / "config" / "anyref.yaml"),
            "-r", f"__ns:={namespace}", *ros_args]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -104,6 +104,39 @@ class Client:
                 return value
             time.sleep(0.05)
         raise AssertionError(f"timed out waiting for {what}")
+
+    def wait_loaded(self, timeout: float = 120.0):
+        """Until the node's answers no longer say "loading the model" (an empty
+        request is refused for what it is once the model is there); that answer."""
+        from anyref_ros.srv import Segment
+
+        seg = self.service(Segment, "segment")
+        return self.wait_for(lambda: (r := self.call(seg, Segment.Request())) and
+                             not r.message.startswith("loading the model") and r, timeout, "the model to load")
+
+    def lifecycle_state(self, timeout: float = 30.0) -> str:
+        from lifecycle_msgs.srv import GetState
+
+        client = self._lifecycle_client(GetState, "get_state", timeout)
+        return self.call(client, GetState.Request(), timeout).current_state.label
+
+    def lifecycle_set(self, transition: str, timeout: float = 60.0) -> bool:
+        """``configure``, ``activate``, ``deactivate``, ``cleanup``; True on success."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        ids = {"configure": Transition.TRANSITION_CONFIGURE, "activate": Transition.TRANSITION_ACTIVATE,
+               "deactivate": Transition.TRANSITION_DEACTIVATE, "cleanup": Transition.TRANSITION_CLEANUP}
+        client = self._lifecycle_client(ChangeState, "change_state", timeout)
+        request = ChangeState.Request()
+        request.transition.id = ids[transition]
+        return self.call(client, request, timeout).success
+
+    def _lifecycle_client(self, srv_type, name: str, timeout: float):
+        key = f"lifecycle/{name}"
+        if key not in self._received:
+            self._received[key] = self.service(srv_type, name, timeout)
+        return self._received[key]
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)

@@ -40,23 +40,84 @@ def test_params_file_lists_every_parameter_with_its_default():
     assert values == {p.name: p.default for p in PARAMS}
 
 
-def test_readme_table_documents_every_parameter():
+def test_params_file_is_generated_from_the_table():
+    """config/anyref.yaml is `python -m anyref_ros.param_docs yaml` (comments included)."""
+    from anyref_ros.param_docs import yaml_text
+
+    assert (REPO / "config" / "anyref.yaml").read_text() == yaml_text(PARAMS)
+
+
+README_TABLES = {"### Parameters": "PARAMS", "### anyref_mic parameters": "MIC_PARAMS",
+                 "### anyref_speech parameters": "SPEECH_PARAMS"}
+
+
+def _readme_rows(heading: str) -> dict[str, str]:
+    """``name -> default`` of the parameter table under ``heading`` (up to the next heading)."""
     readme = (REPO / "README.md").read_text()
-    rows = dict(re.findall(r"^\| `([a-z_]+)` \| `([^`]*)` \|", readme, flags=re.M))
-    for p in PARAMS:
-        assert p.name in rows, f"README parameter table misses {p.name}"
-        default = str(p.default).lower() if isinstance(p.default, bool) else str(p.default)
-        assert rows[p.name] == default, f"README default of {p.name}: {rows[p.name]} != {default}"
+    assert heading + "\n" in readme, f"README has no section {heading!r}"
+    section = readme.split(heading + "\n", 1)[1]
+    section = re.split(r"^#{1,3} ", section, maxsplit=1, flags=re.M)[0]
+    return dict(re.findall(r"^\| `([a-z_]+)` \| `([^`]*)` \|", section, flags=re.M))
+
+
+@pytest.mark.parametrize("heading", README_TABLES)
+def test_readme_table_documents_every_parameter(heading):
+    from anyref_ros import parameters
+    from anyref_ros.param_docs import readme_default
+
+    table = getattr(parameters, README_TABLES[heading])
+    rows = _readme_rows(heading)
+    assert list(rows) == [p.name for p in table], f"README table under {heading!r} differs from {README_TABLES[heading]}"
+    for p in table:
+        assert rows[p.name] == readme_default(p.default).strip("`"), f"README default of {p.name}"
+
+
+def test_mic_and_speech_params_files_are_generated_from_their_tables():
+    from anyref_ros.param_docs import yaml_text
+    from anyref_ros.parameters import MIC_PARAMS, SPEECH_PARAMS
+
+    for name, table in (("mic", MIC_PARAMS), ("speech", SPEECH_PARAMS)):
+        text = (REPO / "config" / f"{name}.yaml").read_text()
+        assert text == yaml_text(table, f"anyref_{name}", f"config/{name}.yaml", f"anyref_{name}"), name
+
+
+@pytest.mark.parametrize("executable, table, module", [("anyref_mic", "MIC_PARAMS", "mic"),
+                                                      ("anyref_speech", "SPEECH_PARAMS", "speech")])
+def test_launch_file_starts_the_hearing_nodes(executable, table, module):
+    from anyref_ros import parameters
+
+    tree = _launch_tree()
+    kw = {k.arg: k.value for k in _node_call(tree, executable).keywords}
+    assert ast.literal_eval(kw["name"]) == executable
+    assert "condition" in kw  # started only with use_mic / use_speech
+    overrides = [d for d in ast.walk(kw["parameters"]) if isinstance(d, ast.Dict)]
+    names = {ast.literal_eval(k) for d in overrides for k in d.keys}
+    assert names <= {p.name for p in getattr(parameters, table)}
+    assert re.search(rf'"{executable} = anyref_ros\.nodes\.{module}:main"', (REPO / "setup.py").read_text())
+    assert f'"{executable}=anyref_ros.nodes.{module}:main"' in (REPO / "CMakeLists.txt").read_text()
+    assignments = {t.id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    declared = {ast.literal_eval(k) for k in assignments["ARGUMENTS"].keys}
+    assert {"use_mic", "use_speech", "audio_topic", "query_topic"} <= declared
 
 
 def _launch_tree():
     return ast.parse((REPO / "launch" / "anyref.launch.py").read_text())
 
 
-def _node_call(tree) -> ast.Call:
+def _node_call(tree, executable: str = "anyref_node") -> ast.Call:
+    """The launch file's Node(...) call that starts ``executable``."""
     calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and getattr(n.func, "id", None) == "Node"]
-    assert len(calls) == 1
-    return calls[0]
+    mine = [c for c in calls for k in c.keywords
+            if k.arg == "executable" and isinstance(k.value, ast.Constant) and k.value.value == executable]
+    assert len(mine) == 1
+    return mine[0]
+
+
+def _pairs(tree, remappings: ast.List) -> list[ast.Tuple]:
+    """The (source, target) tuples of a remappings list; names bound to tuples are looked up."""
+    bound = {t.id: n.value for n in ast.walk(tree) if isinstance(n, ast.Assign)
+             for t in n.targets if isinstance(t, ast.Name)}
+    return [bound[e.id] if isinstance(e, ast.Name) else e for e in remappings.elts]
 
 
 def test_launch_file_matches_the_node(configured_node):
@@ -81,7 +142,7 @@ def test_launch_file_matches_the_node(configured_node):
 
     # Remapped names are the node's own topics.
     topics = {s.topic_name for s in configured_node.subscriptions}
-    for pair in kw["remappings"].elts:
+    for pair in _pairs(tree, kw["remappings"]):
         source = ast.literal_eval(pair.elts[0])
         assert "/" + source in topics or any(t.endswith("/" + source) for t in topics) or source == "image/compressed", source
 

@@ -29,8 +29,9 @@ def test_demo_writes_pictures_and_summary(tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
     paths = {a["path"] for a in summary["answers"]}
-    assert paths == {"segment_text", "query_topic", "segment_exemplar", "segment_sound", "describe_region"}
-    assert summary["succeeded"] == summary["queries"] == 5
+    assert paths == {"segment_text", "query_topic", "segment_exemplar", "segment_sound", "describe_region",
+                     "sound_event", "spoken_query"}
+    assert summary["succeeded"] == summary["queries"] == 7, [a["message"] for a in summary["answers"]]
     for a in summary["answers"]:
         assert a["iou"] is not None and a["latency_ms"] > 0
         assert (out / a["picture"]).is_file()

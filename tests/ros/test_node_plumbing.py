@@ -8,7 +8,6 @@ checked for size.)"""
 from __future__ import annotations
 
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -38,6 +37,7 @@ def system(tmp_path_factory):
                       "-p", "max_image_pixels:=1000000", "-p", "max_text_chars:=40", "-r", "image:=camera/image")
     camera = spawn_helper("image_publisher", str(W), str(H), "100000", "10", "/robot/camera/image")
     client = Client(ctx)
+    client.wait_loaded()
     yield node, camera, client
     client.close()
     for proc in (camera, node):
@@ -237,6 +237,8 @@ def test_diagnostics_report_frames_and_latency(system):
     values = {kv.key: kv.value for kv in got[-1].status[0].values}
     assert int(values["frames_received"]) > 0
     assert "queue_depth" in values and "device_memory_mb" in values
+    assert float(values["camera_callback_ms.p99"]) >= float(values["camera_callback_ms.p50"]) >= 0.0
+    assert "camera_delay_ms.p50" in values and values["state"] == "ready"
 
 
 def test_sigterm_exits_quickly(system):

@@ -43,8 +43,14 @@ def toy_system():
 
     def show(task: str, index: int):
         text = f"{task} {index}"
-        scene.publish(String(data=text))
-        client.wait_for(lambda: text in [a.data for a in acks], 20, f"the camera to show {text}")
+
+        def shown():  # asked again until acknowledged: a first ack may go out before it is matched
+            if not (shown.asked and time.monotonic() - shown.asked < 2.0):
+                scene.publish(String(data=text))
+                shown.asked = time.monotonic()
+            return text in [a.data for a in acks]
+        shown.asked = 0.0
+        client.wait_for(shown, 30, f"the camera to show {text}")
         time.sleep(0.2)  # the frames the camera acknowledged reach the node
         return world.sample(index, task)
 

@@ -1,0 +1,164 @@
+"""Sound events become queries, unasked: "what made that sound?".
+
+The audio callback reports each :class:`~anyref_ros.audio.events.SoundEvent`
+(``min_duration_s`` after its onset). The event's frame is the stored camera
+frame closest to ``onset + min_duration_s`` (frames arriving later replace it
+when closer). One thread of its own then waits until the ring holds
+``[onset - pre_roll, onset - pre_roll + 2 s]`` (at most :data:`AUDIO_WAIT_S`),
+runs the query on the engine and publishes the answer on ``~/sound_sources``
+(and markers when depth gives a position); an answer whose mask is empty (the
+model names the sound but finds nothing making it) is published too, with
+``has_box`` false, and counted in ``sound_events_unlocated``.
+
+Rule for events that come while the model is busy: at most one sound query
+runs and at most one event waits; a newer event replaces the waiting one
+(``sound_events_replaced`` in /diagnostics); an event the engine cannot take
+(queue full) or that finds no frame near it is dropped (``sound_events_dropped``).
+Nothing piles up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from anyref_ros import engine as eng
+from anyref_ros.msg import Referral
+
+from .hearing import SOUND_CLIP_S
+from .intake import CameraFrame
+from .publishing import empty_answer
+from .support import QueryError, clip, stamp_seconds
+
+AUDIO_WAIT_S = SOUND_CLIP_S + 0.5  # longest wait for an event's audio, from its detection
+FRAME_SLOP_S = 1.0  # the chosen frame must be this close to the sound
+
+
+@dataclass
+class PendingEvent:
+    onset: float
+    t_ref: float  # the moment the frame should show
+    detected: float  # monotonic
+    frame: Optional[CameraFrame]
+    depth: Any = None  # the depth image nearest to the frame (kept: the depth buffer moves on)
+
+
+class SoundEvents:
+    def __init__(self, node, intake, hearing, model, publishing) -> None:
+        self.node = node
+        self.log = node.throttle
+        self.stats = node.stats
+        self.intake = intake
+        self.hearing = hearing
+        self.model = model
+        self.publishing = publishing
+        self._cond = threading.Condition()
+        self._pending: Optional[PendingEvent] = None
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="anyref-sound-events", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.clear()
+
+    def clear(self) -> None:
+        with self._cond:
+            self._pending = None
+            self._cond.notify_all()
+
+    # -------------------------------------------------- from sensor callbacks
+    def on_event(self, event) -> None:
+        t_ref = event.onset_s + self.node.param("sound_event_min_duration_s")
+        pending = PendingEvent(event.onset_s, t_ref, time.monotonic(), self.intake.frame_near(t_ref))
+        pending.depth = self._nearest_depth(pending.frame)
+        with self._cond:
+            if self._pending is not None:
+                self.stats.inc("sound_events_replaced")
+            self._pending = pending
+            self._cond.notify_all()
+
+    def on_frame(self, frame: CameraFrame) -> None:
+        with self._cond:
+            p = self._pending
+            if p is None or (p.frame is not None and abs(frame.stamp - p.t_ref) >= abs(p.frame.stamp - p.t_ref)):
+                return
+            p.frame = frame
+        depth = self._nearest_depth(frame)
+        with self._cond:
+            if p.frame is frame:
+                p.depth = depth
+
+    def on_depth(self, depth) -> None:
+        with self._cond:
+            p = self._pending
+            if p is None or p.frame is None:
+                return
+            t = p.frame.stamp
+            if p.depth is None or abs(stamp_seconds(depth.header) - t) < abs(stamp_seconds(p.depth.header) - t):
+                p.depth = depth
+
+    def _nearest_depth(self, frame: Optional[CameraFrame]):
+        return None if frame is None else self.intake.depth.nearest(frame.stamp, self.node.param("depth_sync_slop_s"))
+
+    # ----------------------------------------------------------------- worker
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._cond:
+                if self._pending is None:
+                    self._cond.wait(0.5)
+                p = self._pending
+            if p is None:
+                continue
+            start = p.onset - self.node.param("sound_event_pre_roll_s")
+            t = time.monotonic()
+            self.hearing.wait_until(start + SOUND_CLIP_S, p.detected + AUDIO_WAIT_S, self._stop)
+            waited = time.monotonic() - t
+            with self._cond:
+                if self._pending is not p:
+                    continue  # replaced (counted) or cleared while waiting
+                self._pending = None
+            try:
+                self._answer(p, start, waited)
+            except Exception as exc:  # noqa: BLE001 - one event failing never stops the thread
+                self.stats.inc("sound_events_dropped")
+                self.log("warning", "sound-event", f"sound event at {p.onset:.2f} s: {clip(exc, 300)}")
+
+    def _answer(self, p: PendingEvent, start: float, waited: float) -> None:
+        engine, generation = self.model.require(self.node.get_fully_qualified_name())
+        frame = p.frame
+        if frame is None or abs(frame.stamp - p.t_ref) > FRAME_SLOP_S:
+            raise QueryError("no camera frame within 1 s of the sound")
+        frame.used = True
+        audio, rate, _ = self.hearing.audio.window(start, start + SOUND_CLIP_S)
+        if audio.size == 0:
+            raise QueryError("its audio is no longer buffered")
+        request = eng.Request(frame=eng.Frame(image=frame.rgb(self.node.param("max_image_pixels")), key=frame.key),
+                              audio=audio, sample_rate=rate)
+        try:
+            job = engine.submit(request)
+        except (eng.QueueFull, eng.EngineClosed) as exc:
+            raise QueryError(f"the model is busy ({exc}); event dropped") from None
+        if not job.wait(self.node.param("query_timeout_s")):
+            job.cancel()
+            raise QueryError("no answer within query_timeout_s")
+        if self.model.generation != generation:
+            raise QueryError("the node deactivated while the query ran")
+        ref = job.result(0)
+        if empty_answer(ref):  # still answered: "heard a <class>, found nothing that makes it"
+            self.stats.inc("sound_events_unlocated")
+        msg = self.publishing.referral(ref, time.monotonic() - p.detected, frame.header, "", Referral.TYPE_AUDIO,
+                                       depth=p.depth)
+        self.publishing.answer(msg, request.frame.image, ref.mask, "sound_sources")
+        self.stats.inc("sound_events_answered")
+        self.node.get_logger().info(
+            f"sound event at {p.onset:.2f} s: {msg.description!r} ({msg.mask_area} px) on frame {frame.stamp:.2f} s; "
+            f"audio waited {waited:.2f} s, model {job.latency or 0.0:.2f} s, "
+            f"{time.monotonic() - p.detected:.2f} s after detection")
