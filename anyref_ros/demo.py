@@ -27,14 +27,13 @@ import dataclasses
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
@@ -160,19 +159,14 @@ def object_mask_of(obj: dict, size: tuple[int, int]) -> np.ndarray:
 # -------------------------------------------------------------- the demo run
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from anyref_ros.nodes.common import ToolNode
 
         self.args = args
         self.out = Path(args.out).resolve()
         (self.out / "answers").mkdir(parents=True, exist_ok=True)
         self.answers: list[Answer] = []
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("anyref_demo", context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=4, context=self.context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.ros = ToolNode("anyref_demo", threads=4)
+        self.node = self.ros.node
         self.proc: Optional[subprocess.Popen] = None
         self.speech_proc: Optional[subprocess.Popen] = None
 
@@ -508,20 +502,10 @@ class Demo:
         return path
 
     def close(self) -> None:
-        for proc in (self.speech_proc, self.proc):
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        import rclpy
+        from anyref_ros.nodes.common import stop_processes
 
-        rclpy.try_shutdown(context=self.context)
+        stop_processes([self.speech_proc, self.proc])
+        self.ros.close()
 
 
 # ------------------------------------------------------------------ helpers

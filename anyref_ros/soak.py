@@ -70,7 +70,6 @@ import argparse
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import tempfile
@@ -219,16 +218,11 @@ class Counters:
 # -------------------------------------------------------------- the soak run
 class Soak:
     def __init__(self, args: argparse.Namespace) -> None:
-        import rclpy
-        from rclpy.executors import MultiThreadedExecutor
+        from anyref_ros.nodes.common import ToolNode
 
         self.args = args
-        self.context = rclpy.Context()
-        rclpy.init(context=self.context)
-        self.node = rclpy.create_node("anyref_soak", context=self.context)
-        self.executor = MultiThreadedExecutor(num_threads=2, context=self.context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.ros = ToolNode("anyref_soak", threads=2)
+        self.node = self.ros.node
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = Path(args.node_log) if args.node_log else Path(
             tempfile.mkstemp(prefix="anyref-soak-node-", suffix=".log")[1])
@@ -610,19 +604,11 @@ class Soak:
         }
 
     def close(self) -> None:
-        self.stop_sensors.set()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.executor.shutdown(timeout_sec=1.0)
-        self.node.destroy_node()
-        import rclpy
+        from anyref_ros.nodes.common import stop_processes
 
-        rclpy.try_shutdown(context=self.context)
+        self.stop_sensors.set()
+        stop_processes([self.proc])
+        self.ros.close()
 
 
 def _result_key(msg) -> tuple:

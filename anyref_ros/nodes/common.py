@@ -119,3 +119,39 @@ class _SpinGuard:
         if first:
             text += "\n" + "".join(traceback.format_exception(exc)[-8:])
         self._node.get_logger().error(text)
+
+
+class ToolNode:
+    """A plain rclpy node on its own context, spun by a background thread: how
+    the tools (``anyref-demo``, ``anyref-soak``) talk to the nodes they start."""
+
+    def __init__(self, name: str, threads: int = 2) -> None:
+        import threading
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
+        self.executor.add_node(self.node)
+        threading.Thread(target=self.executor.spin, name=f"{name}-spin", daemon=True).start()
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+
+
+def stop_processes(procs, timeout: float = 10.0) -> None:
+    """SIGTERM every running process, then wait for each (killed after ``timeout`` s)."""
+    import signal
+    import subprocess
+
+    running = [p for p in procs if p is not None and p.poll() is None]
+    for p in running:
+        p.send_signal(signal.SIGTERM)
+    for p in running:
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
