@@ -31,7 +31,7 @@ def test_cmake_workspace_build_installs_code_and_interfaces(tmp_path):
         assert proc.returncode == 0, f"{' '.join(cmd[:2])} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
     site = prefix / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}" / "site-packages"
-    assert (site / "anyref_ros" / "conversions.py").is_file()
+    assert (site / "anyref_ros" / "nodes" / "conversions.py").is_file()
     assert (prefix / "lib" / "anyref_ros" / "anyref_node").is_file()
     assert (prefix / "share" / "anyref_ros" / "config" / "fastdds_profile.xml").is_file()
 

@@ -228,3 +228,123 @@ def test_make_scene_for_demos():
     assert all(64 <= o.size <= 160 for o in objects) and all(m.any() for m in masks)
     again, _, _ = make_scene([("red", "circle"), ("green", "triangle")], (640, 480), seed=4)
     assert np.array_equal(image, again)
+
+
+# ---------------------------------------------------------------- absent objects, sound windows
+from anyref_ros.data.toy import NO_OBJECT_ANSWER, absent_expression  # noqa: E402
+from anyref_ros.data.toy_audio import LAYOUTS, SoundLayout, get_layout, windowed_sound  # noqa: E402
+
+
+def _digest(s: Sample) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for part in (s.image.tobytes(), s.mask.tobytes(), s.answer.encode(), str(s.query).encode()):
+        h.update(part)
+    return h.hexdigest()[:16]
+
+
+def test_defaults_give_the_samples_they_always_gave():
+    """The held-out evaluation set (scenes, masks, answers, queries) is the one
+    the first model/toy was scored on: the new options draw nothing unless used."""
+    world = ToyWorld(EVAL_SEED)
+    assert [_digest(world.sample(i)) for i in range(4)] == [
+        "7cce629512799d12", "cfb6f88f14d0ac8a", "eadb34a0c9fc2a86", "2038d40e4e78e63f"]
+    explicit = ToyWorld(EVAL_SEED, absent_rate=0.0, sound_layout="onset")
+    for i in range(12):
+        for task in ("text", "audio"):
+            assert _same(world.sample(i, task), explicit.sample(i, task, absent=False))
+
+
+def test_absent_object_queries():
+    from anyref_ros.model.prompts import NO_OBJECT_ANSWER as MODEL_REPLY
+
+    assert NO_OBJECT_ANSWER == MODEL_REPLY
+    world = ToyWorld(11, absent_rate=0.2, task_weights={"text": 1.0})
+    drawn = [world.sample(i) for i in range(300)]
+    absent = [s for s in drawn if s.metadata.get("absent")]
+    assert 0.12 < len(absent) / len(drawn) < 0.28
+    kinds = set()
+    for s in absent:
+        objects = [(o["colour"], o["shape"]) for o in s.metadata["objects"]]
+        words = s.query.split()
+        assert s.answer == NO_OBJECT_ANSWER and "[SEG]" not in s.answer
+        assert s.masks == [] and not s.mask.any() and s.description is None
+        if len(words) == 1:  # a shape nobody has
+            assert all(shape != words[0] for _, shape in objects)
+            kinds.add("shape")
+        elif words[1] == "object":  # a colour nobody has
+            assert all(colour != words[0] for colour, _ in objects)
+            kinds.add("colour")
+        else:  # a pair not in the scene
+            assert (words[0], words[1]) not in objects
+            kinds.add("pair")
+    assert kinds == {"shape", "colour", "pair"}
+    # forced: same scene as the normal sample of that index
+    normal, forced = ToyWorld(5).sample(3, "text"), ToyWorld(5).sample(3, "text", absent=True)
+    assert np.array_equal(normal.image, forced.image) and forced.metadata["absent"]
+    assert ToyWorld(5, absent_answer="nothing here.").sample(3, "text", absent=True).answer == "nothing here."
+    for bad in ({"absent_rate": 1.5}, {"absent_answer": "x[SEG]."}, {"absent_answer": " "}):
+        with pytest.raises(ValueError):
+            ToyWorld(1, **bad)
+
+
+def test_absent_expression_always_names_nothing():
+    rng = np.random.default_rng(0)
+    objects = place_objects(rng, [("red", "circle"), ("blue", "square"), ("green", "triangle"),
+                                  ("yellow", "circle")], (160, 120), (16, 40))
+    for _ in range(50):  # every shape and colour present: only pairs are possible
+        words = absent_expression(rng, objects).split()
+        assert len(words) == 2 and words[1] != "object"
+        assert (words[0], words[1]) not in {(o.colour, o.shape) for o in objects}
+
+
+def _rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(x.astype(np.float64) ** 2)))
+
+
+def test_windowed_sound_layout():
+    rate = SAMPLE_RATE
+    layout = SoundLayout(lead_in=(0.3, 0.5), aligned_prob=0.0, late_prob=0.0, duration=(0.8, 1.0),
+                         hum_prob=0.0)
+    for seed in range(5):
+        clip, facts = windowed_sound(np.random.default_rng(seed), "circle", layout)
+        assert clip.dtype == np.float32 and clip.shape == (2 * rate,)
+        onset, end = facts["onset"], facts["onset"] + facts["duration"]
+        assert 0.3 <= onset <= 0.5 and 0.8 <= facts["duration"] <= 1.0
+        lead = clip[: int((onset - 0.01) * rate)]
+        sound = clip[int((onset + 0.02) * rate): int((end - 0.02) * rate)]
+        tail = clip[int((end + 0.01) * rate):]
+        assert _rms(lead) < 0.03 and _rms(tail) < 0.03  # quiet room
+        assert _rms(sound) > 0.2  # amplitude >= 0.3 sine
+        assert abs(_peak_hz(sound, rate) - 440) < 5
+    # late start: the sound is already on at the first sample
+    late = SoundLayout(aligned_prob=0.0, late_prob=1.0, late_max=0.1, duration=(2.0, 2.0), hum_prob=0.0)
+    clip, facts = windowed_sound(np.random.default_rng(1), "square", late)
+    assert -0.1 <= facts["onset"] <= 0 and _rms(clip[:800]) > 0.2
+    # onset-aligned: the sound fills the clip
+    aligned = SoundLayout(aligned_prob=1.0, late_prob=0.0)
+    clip, facts = windowed_sound(np.random.default_rng(2), "triangle", aligned)
+    assert facts["onset"] == 0.0 and facts["duration"] == 2.0 and _rms(clip[-800:]) > 0.2
+
+
+def test_room_hum_is_50_hz():
+    layout = SoundLayout(lead_in=(0.6, 0.6), aligned_prob=0.0, late_prob=0.0, duration=(0.8, 0.8),
+                         room_rms=(0.0, 0.0), hum_prob=1.0, hum_amplitude=(0.05, 0.05))
+    clip, facts = windowed_sound(np.random.default_rng(3), "circle", layout)
+    assert facts["hum"]
+    assert abs(_peak_hz(clip[: int(0.6 * SAMPLE_RATE)], SAMPLE_RATE) - 50) < 3
+
+
+def test_sound_layouts_by_name_and_in_the_world():
+    assert get_layout(None) is None and get_layout("onset") is None
+    assert get_layout("train") is LAYOUTS["train"] and LAYOUTS["offset"].late_prob == 0.0
+    assert get_layout({"lead_in": [0.1, 0.2]}).lead_in == (0.1, 0.2)
+    for bad in ("nope", {"lead_in": (0.5, 0.1)}, {"late_prob": 2.0}, {"aligned_prob": 0.6, "late_prob": 0.6}, 3):
+        with pytest.raises((ValueError, TypeError)):
+            get_layout(bad)
+    world = ToyWorld(4, sound_layout="offset")
+    for i in range(6):
+        s = world.sample(i, "audio")
+        assert s.audio.shape == (2 * SAMPLE_RATE,) and 0.0 <= s.metadata["sound"]["onset"] <= 0.5
+    assert "sound" not in ToyWorld(4).sample(0, "audio").metadata

@@ -122,3 +122,47 @@ def test_cider_d_matches_coco_caption_scorer_when_installed():
         {i: r for i, r in enumerate(refs)}, {i: [c] for i, c in enumerate(cands)})
     score, per = cider_d(cands, refs)
     assert score == pytest.approx(expected) and per == pytest.approx(list(expected_per))
+
+
+def test_rankdata_averages_ties():
+    from anyref_ros.evaluation.metrics import rankdata
+
+    assert rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
+
+
+def test_spearman_by_hand():
+    from anyref_ros.evaluation.metrics import spearman
+
+    assert spearman([0.1, 0.5, 0.9], [0.2, 0.3, 0.8]) == pytest.approx(1.0)
+    assert spearman([0.1, 0.5, 0.9], [0.8, 0.3, 0.2]) == pytest.approx(-1.0)
+    # ranks x: 1 2 3 4, y: 2 1 4 3 -> d^2 = 1+1+1+1 = 4; rho = 1 - 6*4/(4*15) = 0.6
+    assert spearman([1, 2, 3, 4], [20, 10, 40, 30]) == pytest.approx(0.6)
+    # with a tie: x ranks 1 2.5 2.5 4, y ranks 1 2 3 4 -> Pearson of the ranks
+    rx, ry = np.array([1, 2.5, 2.5, 4]), np.array([1, 2, 3, 4.0])
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    expected = (rx * ry).sum() / math.sqrt((rx**2).sum() * (ry**2).sum())
+    assert spearman([0.1, 0.4, 0.4, 0.9], [1, 2, 3, 4]) == pytest.approx(expected)
+    assert math.isnan(spearman([0.5], [0.5]))
+    assert math.isnan(spearman([0.5, 0.5, 0.5], [0.1, 0.2, 0.3]))  # constant scores
+    with pytest.raises(ValueError):
+        spearman([1, 2], [1, 2, 3])
+
+
+def test_found_accumulator_by_hand():
+    from anyref_ros.evaluation.metrics import FoundAccumulator
+
+    acc = FoundAccumulator()
+    # present referents: found, found, missed, found; absent: not found, found (false alarm), not found
+    acc.add(True, True, score=0.9, iou=0.8)
+    acc.add(True, True, score=0.5, iou=0.4)
+    acc.add(False, True)
+    acc.add(True, True, score=0.7, iou=0.9)
+    acc.add(False, False)
+    acc.add(True, False, score=0.3)
+    acc.add(False, False)
+    out = acc.summary()
+    assert out["target_accuracy"] == pytest.approx(3 / 4)
+    assert out["no_target_accuracy"] == pytest.approx(2 / 3)
+    # scores 0.9 0.5 0.7 -> ranks 3 1 2; IoUs 0.8 0.4 0.9 -> ranks 2 1 3; d^2 = 1+0+1 -> 1 - 6*2/(3*8) = 0.5
+    assert out["score_spearman"] == pytest.approx(0.5) and out["score_pairs"] == 3
+    assert FoundAccumulator().summary() == {}

@@ -142,9 +142,12 @@ def plausible_audio(draw):
     seed = draw(st.integers(0, 2**32 - 1))
     x = (np.random.default_rng(seed).uniform(-1, 1, (frames, channels)) * level).astype(np.float32)
     encoding = draw(st.sampled_from(["s16le", "f32le"]))
-    if encoding == "f32le" and draw(st.integers(0, 9)) == 0:
-        x[draw(st.integers(0, frames - 1)), 0] = np.nan
+    nan = encoding == "f32le" and draw(st.integers(0, 9)) == 0
     msg = numpy_to_audio(x, rate, encoding)
+    if nan:  # written into the bytes: numpy_to_audio itself refuses NaN
+        data = np.frombuffer(bytes(msg.data), "<f4").copy()
+        data[draw(st.integers(0, frames - 1)) * channels] = np.nan
+        msg.data = data.tobytes()
     msg.header.stamp.sec = draw(st.sampled_from([0, 1_000_000, 1_000_001, 2**31 - 1]))
     return msg
 

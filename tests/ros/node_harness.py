@@ -3,6 +3,7 @@ listeners, all on one rclpy context and a background executor."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -57,6 +58,7 @@ class Client:
         self._thread = threading.Thread(target=self.executor.spin, daemon=True)
         self._thread.start()
         self._received: dict[str, list] = {}
+        self.unanswered = 0  # service calls that got no response within their timeout (wait_loaded retries)
 
     def service(self, srv_type, name: str, timeout: float = 60.0):
         client = self.node.create_client(srv_type, f"{self.base}/{name}")
@@ -111,8 +113,16 @@ class Client:
         from anyref_ros.srv import Segment
 
         seg = self.service(Segment, "segment")
-        return self.wait_for(lambda: (r := self.call(seg, Segment.Request())) and
-                             not r.message.startswith("loading the model") and r, timeout, "the model to load")
+
+        def loaded():
+            try:
+                r = self.call(seg, Segment.Request(), timeout=10.0)
+            except AssertionError:  # no response in 10 s: ask again (counted, see below)
+                self.unanswered += 1
+                return None
+            return not r.message.startswith("loading the model") and r
+
+        return self.wait_for(loaded, timeout, "the model to load")
 
     def lifecycle_state(self, timeout: float = 30.0) -> str:
         from lifecycle_msgs.srv import GetState
@@ -148,3 +158,40 @@ def wait_future(future, timeout: float = 60.0) -> Optional[Any]:
     future.add_done_callback(lambda _f: done.set())
     assert done.wait(timeout), "future not done"
     return future.result()
+
+
+def scene_switcher(client: "Client", namespace: str):
+    """A function ``show(text)`` that asks the toy camera helper (tests/helpers/toy_camera.py)
+    to show scene ``text`` ("TASK INDEX") and waits for its acknowledgement; the request is
+    repeated until acknowledged (a first ack may go out before the subscription is matched)."""
+    from std_msgs.msg import String
+
+    acks: list = client.listen(String, f"{namespace}/camera/scene_ack")
+    scene = client.node.create_publisher(String, f"{namespace}/camera/scene", 10)
+    client.wait_for(lambda: scene.get_subscription_count() > 0, 30, "the toy camera")
+
+    def show(text: str) -> None:
+        asked = [0.0]
+
+        def shown() -> bool:
+            if time.monotonic() - asked[0] >= 2.0:
+                scene.publish(String(data=text))
+                asked[0] = time.monotonic()
+            return text in [a.data for a in acks]
+
+        client.wait_for(shown, 30, f"the camera to show {text}")
+
+    return show
+
+
+@contextlib.contextmanager
+def client_context(namespace: str):
+    """A :class:`Client` on its own rclpy context, closed afterwards."""
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    c = Client(ctx, namespace=namespace)
+    try:
+        yield c
+    finally:
+        c.close()
+        rclpy.try_shutdown(context=ctx)

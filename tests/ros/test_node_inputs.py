@@ -8,26 +8,21 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from anyref_ros.nodes.conversions import numpy_to_image, rgb_to_compressed
 from anyref_ros.srv import Segment
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from node_harness import Client, start_node, stop
+from node_harness import client_context, start_node, stop
 
 W, H = 160, 120
 
 
 @pytest.fixture
 def client():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    c = Client(ctx, namespace="/inputs")
-    yield c
-    c.close()
-    rclpy.try_shutdown(context=ctx)
+    with client_context("/inputs") as c:
+        yield c
 
 
 @pytest.fixture

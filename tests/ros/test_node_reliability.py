@@ -29,7 +29,6 @@ import zlib
 
 import numpy as np
 import pytest
-import rclpy
 from action_msgs.msg import GoalStatus
 from anyref_ros.action import Refer
 from anyref_ros.msg import AudioChunk
@@ -39,7 +38,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from node_harness import Client, start_node, stop
+from node_harness import client_context, start_node, stop
 from testsupport import REPO
 
 W, H = 160, 120
@@ -48,12 +47,8 @@ NS = "/rel"
 
 @pytest.fixture
 def client():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    c = Client(ctx, namespace=NS)
-    yield c
-    c.close()
-    rclpy.try_shutdown(context=ctx)
+    with client_context(NS) as c:
+        yield c
 
 
 @pytest.fixture
@@ -276,7 +271,10 @@ def test_deactivate_activate_cleanup_while_queries_wait_and_run(node, client):
             assert client.lifecycle_set("configure")
         assert client.lifecycle_set("activate")
         client.wait_loaded()
-        r = client.call(seg, Segment.Request(text="red circle"), timeout=30)
+        # After cleanup + configure the image subscription is new: the camera's next
+        # frames reach it once discovery has matched them (asked again only for that).
+        r = client.wait_for(lambda: (a := client.call(seg, Segment.Request(text="red circle"), timeout=30))
+                            and "no camera frame has arrived yet" not in a.message and a, 10, "a frame after configure")
         assert r.success, r.message
     camera.stop()
     assert proc.poll() is None

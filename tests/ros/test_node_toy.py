@@ -18,7 +18,7 @@ from anyref_ros.msg import Referral
 from anyref_ros.srv import DescribeRegion, Segment
 from std_msgs.msg import String
 
-from node_harness import Client, start_node, stop
+from node_harness import Client, scene_switcher, start_node, stop
 from testsupport import REPO, spawn_helper, stop_process
 
 SEED = 11  # scenes for this test: not a training seed
@@ -36,21 +36,11 @@ def toy_system():
     node = start_node("-p", "checkpoint:=model/toy", "-p", "device:=cpu", "-r", "image:=image", namespace="/toy")
     camera = spawn_helper("toy_camera", "/toy", str(SEED))
     client = Client(ctx, namespace="/toy")
-    acks: list = client.listen(String, "/toy/camera/scene_ack")
-    scene = client.node.create_publisher(String, "/toy/camera/scene", 10)
-    client.wait_for(lambda: scene.get_subscription_count() > 0, 30, "the toy camera")
+    switch = scene_switcher(client, "/toy")
     world = ToyWorld(SEED, size=SIZE)
 
     def show(task: str, index: int):
-        text = f"{task} {index}"
-
-        def shown():  # asked again until acknowledged: a first ack may go out before it is matched
-            if not (shown.asked and time.monotonic() - shown.asked < 2.0):
-                scene.publish(String(data=text))
-                shown.asked = time.monotonic()
-            return text in [a.data for a in acks]
-        shown.asked = 0.0
-        client.wait_for(shown, 30, f"the camera to show {text}")
+        switch(f"{task} {index}")
         time.sleep(0.2)  # the frames the camera acknowledged reach the node
         return world.sample(index, task)
 

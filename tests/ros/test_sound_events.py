@@ -20,9 +20,8 @@ from anyref_ros.data.toy import ToyWorld
 from anyref_ros.data.toy_audio import SAMPLE_RATE
 from anyref_ros.msg import Referral
 from anyref_ros.nodes.conversions import image_to_mask
-from std_msgs.msg import String
 
-from node_harness import Client, start_node, stop
+from node_harness import Client, scene_switcher, start_node, stop
 from testsupport import REPO, spawn_helper, stop_process
 
 SEED = 11  # as test_node_toy: not a training seed
@@ -44,22 +43,12 @@ def hearing(tmp_path_factory):
     sources: list = []  # (arrival time.time(), Referral)
     client.node.create_subscription(Referral, f"{NS}/anyref/sound_sources",
                                     lambda m: sources.append((time.time(), m)), 10)
-    acks: list = client.listen(String, f"{NS}/camera/scene_ack")
-    scene = client.node.create_publisher(String, f"{NS}/camera/scene", 10)
-    client.wait_for(lambda: scene.get_subscription_count() > 0, 30, "the toy camera")
+    switch = scene_switcher(client, NS)
     world = ToyWorld(SEED, size=SIZE)
     folder = tmp_path_factory.mktemp("audio")
 
     def show(index: int):
-        text = f"audio {index}"
-
-        def shown():  # asked again until acknowledged: a first ack may go out before it is matched
-            if not (shown.asked and time.monotonic() - shown.asked < 2.0):
-                scene.publish(String(data=text))
-                shown.asked = time.monotonic()
-            return text in [a.data for a in acks]
-        shown.asked = 0.0
-        client.wait_for(shown, 30, f"the camera to show {text}")
+        switch(f"audio {index}")
         return world.sample(index, "audio")
 
     def play(samples: np.ndarray, name: str) -> float:

@@ -25,7 +25,7 @@ from std_msgs.msg import String
 from anyref_ros.data.toy import ToyWorld
 from anyref_ros.msg import Referral
 from anyref_ros.nodes.conversions import image_to_mask
-from node_harness import Client, start_node, stop
+from node_harness import Client, scene_switcher, start_node, stop
 from testsupport import HELPERS, REPO, spawn_helper, stop_process
 
 sys.path.insert(0, str(HELPERS))
@@ -69,11 +69,7 @@ def test_spoken_command_gets_the_red_circle_segmented(tmp_path):
     try:
         results = client.listen(Referral, f"{NS}/anyref/results")
         utterances = client.listen(String, f"{NS}/anyref_speech/utterances")
-        acks = client.listen(String, f"{NS}/camera/scene_ack")
-        scene = client.node.create_publisher(String, f"{NS}/camera/scene", 10)
-        client.wait_for(lambda: scene.get_subscription_count() > 0, 30, "the toy camera")
-        scene.publish(String(data=f"text {INDEX}"))
-        client.wait_for(lambda: acks, 20, "the camera to show the scene")
+        scene_switcher(client, NS)(f"text {INDEX}")
         client.wait_loaded(120)
         graph = client.node
         client.wait_for(lambda: graph.count_subscribers(f"{NS}/audio") >= 2 and
