@@ -16,6 +16,22 @@ and the draws happen in this order:
 6. the task's reference: the expression form (text), the sound (audio),
    the exemplar's colour, size and pixels (exemplar); the region needs none.
 
+Options that add draws only when used (so ``ToyWorld(seed)`` with the
+defaults gives exactly the samples it always gave):
+
+* ``absent_rate`` > 0 (or ``sample(..., absent=True)``): a text sample is,
+  with that probability (drawn after step 5), an *absent-object* query: an
+  expression naming nothing in the scene (a "{colour} {shape}" pair not in
+  the scene, a shape no object has, or a colour no object has; the kind
+  drawn uniformly among those possible, then the expression), answered with
+  ``absent_answer`` (no ``[SEG]``), with no mask (``masks == []``),
+  ``description`` None and ``metadata["absent"] = True``.
+* ``sound_layout`` (see :mod:`~anyref_ros.data.toy_audio`): None / "onset"
+  gives the onset-aligned clips; "train", "offset", a mapping of
+  ``SoundLayout`` fields or a ``SoundLayout`` give windowed clips (room
+  noise lead-in, sound of 0.8-2 s, sometimes a late start), with
+  ``metadata["sound"]`` = onset, duration, hum.
+
 Held-out protocol: training uses seeds ``>= TRAIN_SEED_BASE`` (1000, 1001,
 ... e.g. one per run or worker); evaluation uses ``EVAL_SEED`` (0), which
 no training run may use. Evaluation sets are indices ``0..N-1`` of
@@ -25,11 +41,16 @@ no training run may use. Evaluation sets are indices ``0..N-1`` of
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from typing import Union
 
 import numpy as np
 
 from .sample import SEG_TOKEN, TASKS, Sample, format_answer
-from .toy_audio import SAMPLE_RATE, shape_sound
+
+#: The no-object reply (the model's ``prompts.NO_OBJECT_ANSWER``, repeated
+#: here so the data package stays free of the model package).
+NO_OBJECT_ANSWER = "It is not in view."
+from .toy_audio import SAMPLE_RATE, SoundLayout, get_layout, shape_sound, windowed_sound
 from .toy_render import (
     COLOURS,
     DEFAULT_IMAGE_SIZE,
@@ -68,6 +89,19 @@ def text_expressions(target: ToyObject, objects: list[ToyObject]) -> list[str]:
     return forms
 
 
+def absent_expression(rng: np.random.Generator, objects: list[ToyObject]) -> str:
+    """An expression that names nothing among ``objects``: the kind
+    ("{colour} {shape}" pair, "{shape}", "{colour} object") drawn uniformly
+    among the kinds possible in this scene, then the expression uniformly."""
+    pairs = {(o.colour, o.shape) for o in objects}
+    kinds = [[f"{c} {s}" for c, s in _PAIRS if (c, s) not in pairs],
+             [s for s in SHAPES if all(o.shape != s for o in objects)],
+             [f"{c} object" for c in COLOURS if all(o.colour != c for o in objects)]]
+    kinds = [k for k in kinds if k]
+    options = kinds[int(rng.integers(len(kinds)))]
+    return options[int(rng.integers(len(options)))]
+
+
 class ToyWorld:
     """Deterministic generator of toy samples.
 
@@ -80,6 +114,13 @@ class ToyWorld:
             (16, 40) with the image (:func:`scaled_size_range`).
         audio_seconds: length of sound references (>= 2 s recommended).
         seg_token: the segmentation token written in answers.
+        absent_rate: probability that a text sample asks for an object
+            that is not in the scene (module docstring); default 0.
+        absent_answer: the answer of such a query (the model's no-object
+            reply, ``anyref_ros.model.prompts.NO_OBJECT_ANSWER``).
+        sound_layout: where the sound sits in its clip: None or "onset"
+            (onset-aligned, the default), "train", "offset", a mapping of
+            ``SoundLayout`` fields or a ``SoundLayout``.
     """
 
     def __init__(
@@ -90,6 +131,9 @@ class ToyWorld:
         size_range: tuple[int, int] | None = None,
         audio_seconds: float = 2.0,
         seg_token: str = SEG_TOKEN,
+        absent_rate: float = 0.0,
+        absent_answer: str = NO_OBJECT_ANSWER,
+        sound_layout: Union[None, str, Mapping, SoundLayout] = None,
     ) -> None:
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
@@ -106,9 +150,19 @@ class ToyWorld:
         self.size_range = size_range or scaled_size_range(self.size)
         self.audio_seconds = audio_seconds
         self.seg_token = seg_token
+        if not 0.0 <= absent_rate <= 1.0:
+            raise ValueError(f"absent_rate must be in [0, 1], got {absent_rate}")
+        if not isinstance(absent_answer, str) or not absent_answer.strip() or seg_token in absent_answer:
+            raise ValueError(f"absent_answer must be a non-empty reply without {seg_token}, got {absent_answer!r}")
+        self.absent_rate = float(absent_rate)
+        self.absent_answer = absent_answer
+        self.sound_layout = get_layout(dict(sound_layout) if isinstance(sound_layout, Mapping)
+                                       else sound_layout)
 
-    def sample(self, index: int, task: str | None = None) -> Sample:
-        """Return sample ``index`` (>= 0); ``task`` overrides the drawn task."""
+    def sample(self, index: int, task: str | None = None, absent: bool | None = None) -> Sample:
+        """Return sample ``index`` (>= 0); ``task`` overrides the drawn task;
+        ``absent`` (text samples) forces an absent-object query (True) or a
+        normal one (False) instead of drawing with ``absent_rate``."""
         if index < 0:
             raise ValueError(f"index must be >= 0, got {index}")
         if task is not None and task not in TASKS:
@@ -123,11 +177,23 @@ class ToyWorld:
                       metadata={"seed": self.seed, "index": index, "target": target,
                                 "objects": [o.to_dict() for o in objects]})
         if task == "text":
+            if absent is None:
+                absent = self.absent_rate > 0 and bool(rng.uniform() < self.absent_rate)
+            if absent:
+                query = absent_expression(rng, objects)
+                fields.update(masks=[])
+                fields["metadata"].update(absent=True, target=None)
+                return Sample(query=query, description=None, answer=self.absent_answer, **fields)
             forms = text_expressions(obj, objects)
             query = forms[int(rng.integers(len(forms)))]
             return Sample(query=query, description=query, answer=self._answer(query), **fields)
         if task == "audio":
-            audio = shape_sound(rng, obj.shape, self.audio_seconds, SAMPLE_RATE)
+            if self.sound_layout is None:
+                audio = shape_sound(rng, obj.shape, self.audio_seconds, SAMPLE_RATE)
+            else:
+                audio, facts = windowed_sound(rng, obj.shape, self.sound_layout, self.audio_seconds,
+                                              SAMPLE_RATE)
+                fields["metadata"]["sound"] = facts
             return Sample(audio=audio, sample_rate=SAMPLE_RATE, description=obj.shape,
                           answer=self._answer(obj.shape), **fields)
         if task == "exemplar":

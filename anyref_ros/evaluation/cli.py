@@ -6,11 +6,16 @@
 
 Toy world (``--source toy``, default): held-out scenes ``0..N-1`` of
 ``ToyWorld(EVAL_SEED)``, a seed no training run uses, all four tasks in
-turn (text, exemplar, audio, region).  Reported per task: referring cIoU and
+turn (text, exemplar, audio, region), then (unless ``--no-extra``) the text
+scenes again with absent-object queries ("text_absent") and the audio
+scenes with detector-window clips ("audio_offset", 0-0.5 s lead-in).
+Reported per task: referring cIoU and
 gIoU, for audio also AVS mIoU and F, for exemplar/audio/region the exact
 match of the generated name/description, for region also CIDEr-D and
 METEOR (METEOR only with pycocoevalcap + Java or nltk + WordNet installed;
-otherwise null with a note).
+otherwise null with a note); for every group target / no-target accuracy
+(``Referral.found``) and the Spearman correlation of ``Referral.score``
+with the real IoU; ``overall`` pools those over all groups.
 
 Dataset readers (``--source refer|coco|coco_exemplar|ade20k|avsbench``)
 take their constructor arguments as JSON in ``--source-args``; ``--scenes``
@@ -30,14 +35,41 @@ from typing import Dict, Iterable, List, Optional
 TOY_TASK_ORDER = ("text", "exemplar", "audio", "region")
 
 
-def toy_samples(scenes: int, size=(160, 120), seg_token: str = "[SEG]") -> Iterable:
+def toy_samples(scenes: int, size=(160, 120), seg_token: str = "[SEG]", extra: bool = True) -> Iterable:
     """Held-out toy samples: scene i of ``ToyWorld(EVAL_SEED)`` with task
-    ``TOY_TASK_ORDER[i % 4]`` (each task gets a quarter of the scenes)."""
+    ``TOY_TASK_ORDER[i % 4]`` (each task gets a quarter of the scenes).
+
+    ``extra``: then, for each text scene, the same scene with an
+    absent-object query (group "text_absent"), and for each audio scene, the
+    same scene with a detector-window clip (``sound_layout="offset"``: room
+    noise lead-in of 0-0.5 s, sound of 0.8-2 s; group "audio_offset")."""
     from ..data.toy import EVAL_SEED, ToyWorld
 
     world = ToyWorld(EVAL_SEED, size=tuple(size), seg_token=seg_token)
     for i in range(scenes):
         yield world.sample(i, TOY_TASK_ORDER[i % len(TOY_TASK_ORDER)])
+    if not extra:
+        return
+    from ..model.prompts import NO_OBJECT_ANSWER
+
+    absent = ToyWorld(EVAL_SEED, size=tuple(size), seg_token=seg_token, absent_answer=NO_OBJECT_ANSWER)
+    for i in range(TOY_TASK_ORDER.index("text"), scenes, len(TOY_TASK_ORDER)):
+        sample = absent.sample(i, "text", absent=True)
+        sample.metadata["eval_group"] = "text_absent"
+        yield sample
+    windowed = ToyWorld(EVAL_SEED, size=tuple(size), seg_token=seg_token, sound_layout="offset")
+    for i in range(TOY_TASK_ORDER.index("audio"), scenes, len(TOY_TASK_ORDER)):
+        sample = windowed.sample(i, "audio")
+        sample.metadata["eval_group"] = "audio_offset"
+        yield sample
+
+
+def toy_sample_count(scenes: int, extra: bool = True) -> int:
+    """How many samples ``toy_samples`` yields."""
+    n = len(TOY_TASK_ORDER)
+    quarter = lambda k: len(range(k, scenes, n))  # noqa: E731
+    return scenes + (quarter(TOY_TASK_ORDER.index("text")) + quarter(TOY_TASK_ORDER.index("audio"))
+                     if extra else 0)
 
 
 def reader_samples(kind: str, args: Dict, limit: int, seg_token: str) -> Iterable:
@@ -59,7 +91,7 @@ def _clean(value):
 
 def run(checkpoint: str, source: str = "toy", scenes: int = 200, source_args: Optional[Dict] = None,
         output: Optional[str] = None, grid: Optional[str] = None, grid_per_task: int = 4,
-        device: Optional[str] = "cpu", threads: int = 0) -> Dict:
+        device: Optional[str] = "cpu", threads: int = 0, extra: bool = True) -> Dict:
     """Evaluate and return the JSON-ready report (also written to ``output``)."""
     import torch
     from tqdm import tqdm
@@ -74,8 +106,8 @@ def run(checkpoint: str, source: str = "toy", scenes: int = 200, source_args: Op
     pipe = AnyRefPipeline.from_pretrained(checkpoint, device=device)
     seg = pipe.config.tokens.seg
     if source == "toy":
-        samples = toy_samples(scenes, (source_args or {}).get("size", (160, 120)), seg)
-        total = scenes
+        samples = toy_samples(scenes, (source_args or {}).get("size", (160, 120)), seg, extra)
+        total = toy_sample_count(scenes, extra)
     else:
         samples = reader_samples(source, source_args or {}, scenes, seg)
         total = scenes if scenes > 0 else None
@@ -85,7 +117,8 @@ def run(checkpoint: str, source: str = "toy", scenes: int = 200, source_args: Op
     seconds = time.perf_counter() - start
     report = {"checkpoint": str(checkpoint), "model": pipe.config.name, "source": source,
               "source_args": source_args or {}, "samples": sum(int(t["count"]) for t in result["tasks"].values()),
-              "seconds": round(seconds, 1), "tasks": _clean(result["tasks"])}
+              "seconds": round(seconds, 1), "tasks": _clean(result["tasks"]),
+              "overall": _clean(result["overall"])}
     if source == "toy":
         from ..data.toy import EVAL_SEED
 
@@ -102,7 +135,10 @@ def run(checkpoint: str, source: str = "toy", scenes: int = 200, source_args: Op
 def summary_lines(report: Dict) -> List[str]:
     lines = [f"{report['model']} on {report['samples']} {report['source']} samples "
              f"({report['seconds']} s)"]
-    for task, scores in report["tasks"].items():
+    groups = dict(report["tasks"])
+    if report.get("overall"):
+        groups["overall"] = report["overall"]
+    for task, scores in groups.items():
         shown = ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in scores.items() if k not in ("METEOR_note",))
         lines.append(f"  {task}: {shown}")
@@ -121,6 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", default=None, help="JSON report path")
     parser.add_argument("--grid", default=None, help="picture grid PNG path")
     parser.add_argument("--grid-per-task", type=int, default=4)
+    parser.add_argument("--no-extra", action="store_true",
+                        help="toy: only the four tasks (no text_absent / audio_offset groups)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     return parser
@@ -140,7 +178,8 @@ def main(argv: Optional[List[str]] = None) -> int:
             raise SystemExit(f"anyref-eval: {args.checkpoint} holds a {name!r} model, not {args.preset!r}")
     report = run(checkpoint, source=args.source, scenes=args.scenes,
                  source_args=json.loads(args.source_args), output=args.output, grid=args.grid,
-                 grid_per_task=args.grid_per_task, device=args.device, threads=args.threads)
+                 grid_per_task=args.grid_per_task, device=args.device, threads=args.threads,
+                 extra=not args.no_extra)
     print(json.dumps(report, indent=2) if args.output is None else "\n".join(summary_lines(report)))
     return 0
 

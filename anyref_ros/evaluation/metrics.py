@@ -1,5 +1,6 @@
-"""Segmentation metrics: referring segmentation (cIoU, gIoU) and AVSBench
-(mIoU, F-score with beta^2 = 0.3).
+"""Segmentation metrics: referring segmentation (cIoU, gIoU), AVSBench
+(mIoU, F-score with beta^2 = 0.3), and found / not-found accuracy with the
+Spearman correlation of predicted and real IoU (``FoundAccumulator``).
 
 All masks are H x W arrays; boolean masks are used as they are, probability
 maps are floats in [0, 1]. Text metrics (exact match, CIDEr-D, METEOR) live
@@ -13,8 +14,9 @@ import numpy as np
 from .text_metrics import MetricUnavailable, cider_d, exact_match, meteor, normalise_text
 
 __all__ = [
-    "AVSAccumulator", "MetricUnavailable", "ReferringAccumulator", "avs_frame_iou", "cider_d",
-    "exact_match", "fscore_binary", "fscore_sweep", "intersection_union", "iou", "meteor", "normalise_text",
+    "AVSAccumulator", "FoundAccumulator", "MetricUnavailable", "ReferringAccumulator", "avs_frame_iou",
+    "cider_d", "exact_match", "fscore_binary", "fscore_sweep", "intersection_union", "iou", "meteor",
+    "normalise_text", "rankdata", "spearman",
 ]
 
 FSCORE_BETA2 = 0.3
@@ -189,3 +191,75 @@ class AVSAccumulator:
             return float(np.mean(xs)) if xs else float("nan")
         return {"mIoU": mean(self.frame_ious), "F": mean(self.video_f), "F_binary": mean(self.video_f_binary),
                 "frames": len(self.frame_ious), "videos": len(self.video_f)}
+
+
+def rankdata(values) -> np.ndarray:
+    """Ranks 1..n of ``values``, ties sharing their average rank."""
+    x = np.asarray(values, dtype=np.float64).ravel()
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(x.size, dtype=np.float64)
+    sorted_x = x[order]
+    i = 0
+    while i < x.size:
+        j = i
+        while j + 1 < x.size and sorted_x[j + 1] == sorted_x[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return ranks
+
+
+def spearman(x, y) -> float:
+    """Spearman rank correlation (Pearson correlation of the tie-averaged
+    ranks); NaN with fewer than 2 pairs or when either side is constant."""
+    x, y = np.asarray(x, dtype=np.float64).ravel(), np.asarray(y, dtype=np.float64).ravel()
+    if x.shape != y.shape:
+        raise ValueError(f"spearman: expected two sequences of one length, got {x.size} and {y.size}")
+    if x.size < 2:
+        return float("nan")
+    rx, ry = rankdata(x), rankdata(y)
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    denom = np.sqrt((rx**2).sum() * (ry**2).sum())
+    return float("nan") if denom == 0 else float((rx * ry).sum() / denom)
+
+
+class FoundAccumulator:
+    """Whether the model finds what is there and only that, and whether its
+    score ranks its masks like their real IoU.
+
+    ``add(found, present, score, iou)`` per query: ``present`` whether the
+    referent is in the scene, ``found`` whether the model returned a mask,
+    ``score`` its predicted IoU and ``iou`` the real one (used when both
+    ``present`` and ``found``). Reported:
+
+    * ``target_accuracy``: found / present queries (NaN without any);
+    * ``no_target_accuracy``: not found / absent queries (NaN without any);
+    * ``score_spearman``: Spearman correlation of score and real IoU over
+      the found present queries; ``score_pairs`` their number.
+    """
+
+    def __init__(self) -> None:
+        self.present_found: list[bool] = []
+        self.absent_found: list[bool] = []
+        self.scores: list[float] = []
+        self.ious: list[float] = []
+
+    def add(self, found: bool, present: bool, score: float = 0.0, iou: float = 0.0) -> None:
+        if present:
+            self.present_found.append(bool(found))
+            if found:
+                self.scores.append(float(score))
+                self.ious.append(float(iou))
+        else:
+            self.absent_found.append(bool(found))
+
+    def summary(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        if self.present_found:
+            out["target_accuracy"] = float(np.mean(self.present_found))
+        if self.absent_found:
+            out["no_target_accuracy"] = float(1.0 - np.mean(self.absent_found))
+        if self.scores:
+            out["score_spearman"] = spearman(self.scores, self.ious)
+            out["score_pairs"] = len(self.scores)
+        return out

@@ -15,6 +15,15 @@ video, any other sample is a one-frame video; the pipeline returns binary
 masks, so the F sweep reduces to the F-score at 0.5) and the answer's exact
 match with the sample's description (greedy tasks); region descriptions
 also get CIDEr-D, and METEOR where a scorer is installed.
+
+Every task also gets ``target_accuracy`` (present referents found: the
+pipeline's ``Referral.found``), ``no_target_accuracy`` (absent referents,
+``metadata["absent"]``, answered not found) and ``score_spearman`` (Spearman
+correlation of ``Referral.score`` with the real IoU over found present
+referents); ``evaluate`` pools them over all tasks in ``overall``.  Samples
+are grouped by ``metadata["eval_group"]`` when set (e.g. "text_absent",
+"audio_offset"), else by task; a sound with ``metadata["sound"]`` (windowed
+clips) adds the name's exact match per lead-in range.
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ import numpy as np
 
 from ..data.sample import Sample
 from .grid import GridRow, caption_for
-from .metrics import AVSAccumulator, ReferringAccumulator
+from .metrics import AVSAccumulator, FoundAccumulator, ReferringAccumulator
 from .text_metrics import MetricUnavailable, cider_d, exact_match, meteor
 
 GREEDY_TASKS = ("exemplar", "audio", "region")
@@ -37,11 +46,17 @@ def inclusive_to_exclusive(box):
     return (x0, y0, x1 + 1, y1 + 1)
 
 
+#: Lead-in ranges (s) of windowed sound clips reported separately.
+LEAD_IN_BINS = ((-1.0, 0.0), (0.0, 0.1), (0.1, 0.3), (0.3, 0.6))
+
+
 @dataclass
 class Prediction:
     mask: np.ndarray
     text: str
     answer: str
+    found: bool = True
+    score: float = 0.0
 
 
 def predict(pipe, sample: Sample) -> Prediction:
@@ -56,7 +71,8 @@ def predict(pipe, sample: Sample) -> Prediction:
         r = pipe.describe(sample.image, inclusive_to_exclusive(sample.box))
     else:
         raise ValueError(f"unknown task {sample.task!r}")
-    return Prediction(mask=r.mask, text=r.text, answer=r.answer)
+    return Prediction(mask=r.mask, text=r.text, answer=r.answer,
+                      found=bool(getattr(r, "found", r.mask.any())), score=float(getattr(r, "score", 0.0)))
 
 
 @dataclass
@@ -69,10 +85,18 @@ class TaskScores:
     references: List[str] = field(default_factory=list)
     video: Optional[object] = None  # AVSBench video whose frames are being collected
     frames: List[tuple] = field(default_factory=list)
+    found: FoundAccumulator = field(default_factory=FoundAccumulator)
+    lead_ins: List[tuple] = field(default_factory=list)  # (onset s, name right) of windowed sounds
 
     def add(self, task: str, sample: Sample, pred: Prediction) -> float:
         gt = sample.mask
         score = self.referring.add(pred.mask, gt)
+        absent = bool(sample.metadata.get("absent")) or not gt.any()
+        self.found.add(pred.found, not absent, pred.score, score)
+        sound = sample.metadata.get("sound")
+        if sound is not None and sample.description is not None:
+            self.lead_ins.append((float(sound["onset"]),
+                                  exact_match([pred.text], [sample.description]) == 1.0))
         if task == "audio":  # frames of one video (metadata "video") are scored together
             video = sample.metadata.get("video", object())
             if video != self.video:
@@ -95,6 +119,15 @@ class TaskScores:
         if task == "audio":
             avs = self.avs.summary()
             out.update(mIoU=avs["mIoU"], F=avs["F"])
+        out.update(self.found.summary())
+        if self.lead_ins:
+            by_lead_in = {}
+            for lo, hi in LEAD_IN_BINS:
+                right = [r for onset, r in self.lead_ins if lo <= onset < hi]
+                if right:
+                    key = "late start" if hi <= 0 else f"{lo:.1f}-{hi:.1f}s"
+                    by_lead_in[key] = {"exact_match": float(np.mean(right)), "count": len(right)}
+            out["exact_match_by_lead_in"] = by_lead_in
         if self.texts:
             out["exact_match"] = exact_match(self.texts, self.references)
             if task == "region" and text_metrics:
@@ -112,16 +145,23 @@ def evaluate(pipe, samples: Iterable[Sample], grid_per_task: int = 0,
     """Scores per task (``{"tasks": {task: {...}}, "grid": [GridRow, ...]}``);
     the first ``grid_per_task`` samples of each task become grid rows."""
     scores: Dict[str, TaskScores] = {}
+    kinds: Dict[str, str] = {}
     rows: Dict[str, List[GridRow]] = {}
+    overall = FoundAccumulator()
     for sample in samples:
         pred = predict(pipe, sample)
-        task = sample.task
-        iou = scores.setdefault(task, TaskScores()).add(task, sample, pred)
+        group = sample.metadata.get("eval_group", sample.task)
+        kinds[group] = sample.task
+        iou = scores.setdefault(group, TaskScores()).add(sample.task, sample, pred)
+        overall.add(pred.found, not (sample.metadata.get("absent") or not sample.mask.any()),
+                    pred.score, iou)
+        task = group
         if len(rows.setdefault(task, [])) < grid_per_task:
             query = sample.query or f"{task}: {sample.description}"
-            rows[task].append(GridRow(sample.image, sample.mask, pred.mask,
-                                      caption_for(query, iou, pred.text if task in GREEDY_TASKS else None)))
+            shown = pred.text if sample.task in GREEDY_TASKS or not pred.found else None
+            rows[task].append(GridRow(sample.image, sample.mask, pred.mask, caption_for(query, iou, shown)))
         if progress is not None:
             progress.update(1)
-    tasks = {t: s.summary(t, text_metrics) for t, s in sorted(scores.items())}
-    return {"tasks": tasks, "grid": [r for t in sorted(rows) for r in rows[t]]}
+    tasks = {t: s.summary(kinds[t], text_metrics) for t, s in sorted(scores.items())}
+    return {"tasks": tasks, "overall": overall.summary(),
+            "grid": [r for t in sorted(rows) for r in rows[t]]}

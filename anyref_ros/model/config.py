@@ -174,6 +174,9 @@ class PromptConfig:
     image_prefix: str = "{image}\n"  # the user turn starts with the image
     questions: Dict[str, str] = field(default_factory=_default_questions)
     forced_answer: str = "{expression}[SEG]."  # answer of a text query
+    # the model's reply when the referent is absent (prompts.NO_OBJECT_ANSWER for
+    # models trained with absent queries); None: the model never says so
+    no_object_answer: Optional[str] = None
     image_ref_num: int = 4
     max_new_tokens: int = 128
     model_max_length: int = 512

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import torch
 
@@ -36,6 +36,7 @@ class Trace:
     layer_input: torch.Tensor
     answer_start: int
     answer_ids: List[int]
+    first_logits: Optional[torch.Tensor] = None
 
 
 def _cache_kwarg(language_model) -> str:
@@ -52,7 +53,7 @@ def forced(language_model, embeds: torch.Tensor, ids: torch.Tensor,
     out = language_model(inputs_embeds=full, output_hidden_states=True, use_cache=False)
     return Trace(ids=torch.cat([ids, answer]), hidden=out.hidden_states[-1][0],
                  layer_input=out.hidden_states[-2][0], answer_start=embeds.shape[1],
-                 answer_ids=list(answer_ids))
+                 answer_ids=list(answer_ids), first_logits=out.logits[0, embeds.shape[1] - 1])
 
 
 def greedy(language_model, embeds: torch.Tensor, ids: torch.Tensor, max_new_tokens: int,

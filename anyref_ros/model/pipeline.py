@@ -42,7 +42,11 @@ class Referral:
     ``mask``: HxW bool at the image's size (union of ``masks``; all False
     when the answer has no ``[SEG]``); ``text``: the answer without special
     tokens (for exemplar/audio/region queries, the model's description of
-    the referent); ``score``: predicted IoU (mean over ``masks``; 0 if none);
+    the referent; ``config.prompt.no_object_answer`` when a model trained
+    for it finds nothing); ``found``: True when a non-empty mask was
+    produced; when False, ``mask`` is all False, ``box`` None and ``score``
+    0; ``score``: the mask decoder's predicted IoU clipped to [0, 1] (mean
+    over ``masks``; 0 if none or not found);
     ``box``: (x_min, y_min, x_max, y_max) of ``mask`` in pixels, max
     exclusive, None when empty; ``masks``/``scores``: one per ``[SEG]``;
     ``answer``: the raw answer text; ``decoding``: "forced" or "greedy";
@@ -53,6 +57,7 @@ class Referral:
     text: str
     score: float
     box: Optional[Tuple[int, int, int, int]]
+    found: bool = False
     masks: List[np.ndarray] = field(default_factory=list)
     scores: List[float] = field(default_factory=list)
     answer: str = ""
@@ -167,6 +172,12 @@ class AnyRefPipeline:
         queries: "{text}[SEG]."; or ``answer``), "greedy" generates it,
         "auto" forces when the answer is known. ``refocus_lambda``: the
         refocusing weight for this query (default: the config's).
+
+        Absent referents (models with ``config.prompt.no_object_answer``,
+        e.g. ``model/toy``): a forced query whose first answer token is less
+        likely than the no-object reply's (``says_absent``, read from the same
+        forward pass) skips the mask decoder; that, an empty mask, or a
+        generated answer without ``[SEG]`` gives ``found=False``.
         """
         if decoding not in DECODINGS:
             raise ValueError(f"decoding: expected one of {DECODINGS}, got {decoding!r}")
@@ -253,9 +264,11 @@ class AnyRefPipeline:
         t = time.perf_counter()
         segments = tokenize_prompt(self.tokenizer, prompt.text, self.config)
         embeds, ids = model.embed_prompt(segments, dict(feats, **{IMAGE: features.clip}))
+        absent = False
         if prompt.answer is not None:
             trace = forced(lm, embeds, ids, tokenize_answer(self.tokenizer, prompt.answer))
             decoding = "forced"
+            absent = prompt.task == "segment" and self.says_absent(trace)
         else:
             trace = greedy(lm, embeds, ids, self.config.prompt.max_new_tokens, self.ids.eos)
             decoding = "greedy"
@@ -263,7 +276,7 @@ class AnyRefPipeline:
         timings["language_model"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        queries = self.seg_queries(trace, weight)
+        queries = None if absent else self.seg_queries(trace, weight)
         masks: List[np.ndarray] = []
         scores: List[float] = []
         if queries is not None:
@@ -272,18 +285,39 @@ class AnyRefPipeline:
                                          features.sam_input_size, features.size)
             binary = (logits > self.config.sam.mask_threshold).cpu().numpy()
             masks = [m for m in binary]
-            scores = [float(s) for s in iou.float().cpu()]
+            scores = [float(s) for s in iou.float().clamp(0.0, 1.0).cpu()]
         _sync(model.device)
         timings["mask_decoder"] = time.perf_counter() - t
 
         mask = np.zeros(features.size, dtype=bool)
         for m in masks:
             mask |= m
+        found = bool(mask.any())
+        text = self.answer_text(trace.answer_ids)
+        answer = self.tokenizer.decode(trace.answer_ids, skip_special_tokens=False)
+        no_object = self.config.prompt.no_object_answer
+        if not found:
+            scores = [0.0] * len(scores)
+            if no_object and (absent or decoding == "forced"):
+                text = answer = no_object
         return Referral(
-            mask=mask, text=self.answer_text(trace.answer_ids),
-            score=float(np.mean(scores)) if scores else 0.0, box=P.mask_box(mask),
-            masks=masks, scores=scores, decoding=decoding, timings=timings,
-            answer=self.tokenizer.decode(trace.answer_ids, skip_special_tokens=False))
+            mask=mask, text=text, score=float(np.mean(scores)) if scores else 0.0,
+            box=P.mask_box(mask), found=found, masks=masks, scores=scores, decoding=decoding,
+            timings=timings, answer=answer)
+
+    def says_absent(self, trace: Trace) -> bool:
+        """For a model trained with absent referents (``config.prompt.no_object_answer``
+        set): True when, at the position that predicts the first answer token of
+        the forced pass, the no-object reply's first token is more likely than
+        the forced answer's (no extra forward pass).  Always False otherwise."""
+        no_object = self.config.prompt.no_object_answer
+        if not no_object or trace.first_logits is None or not trace.answer_ids:
+            return False
+        reply = tokenize_answer(self.tokenizer, no_object)
+        if not reply or reply[0] == trace.answer_ids[0]:
+            return False
+        logp = torch.log_softmax(trace.first_logits.float(), dim=-1)
+        return bool(logp[reply[0]] > logp[trace.answer_ids[0]])
 
     def answer_text(self, answer_ids: List[int]) -> str:
         """The answer without special tokens and without ``[SEG]`` (and the

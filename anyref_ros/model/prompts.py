@@ -18,6 +18,12 @@ from .config import AnyRefConfig
 Segment = Union[List[int], str]  # token ids, or a placeholder name
 
 IMAGE, IMAGE_REF, AUDIO_REF = "image", "image_ref", "audio_ref"
+
+#: The fixed reply of a model trained to say that the referent is absent
+#: (no ``[SEG]`` token, so no mask).  Models that learned it set
+#: ``PromptConfig.no_object_answer`` to it; the pipeline then reports
+#: ``Referral.found = False`` for absent referents (see ``AnyRefPipeline.segment``).
+NO_OBJECT_ANSWER = "It is not in view."
 REFERENCE_KINDS = ("text", "exemplar", "audio")
 
 

@@ -5,6 +5,13 @@ would feed the model for that query (prompt template, tokenization, CLIP /
 SAM / audio pre-processing, exemplar and region crops) plus the training
 targets: the answer tokens followed by EOS, and the ground-truth mask.
 ``collate`` stacks a list of them into a ``Batch``.
+
+Absent-object text samples (``metadata["absent"]``, answer = the no-object
+reply without ``[SEG]``) become two examples in ``encode_samples``: the
+reply itself (language-model loss only), and the pipeline's forced pass
+"{query}[SEG]." with no language-model labels, an empty target mask and an
+IoU target of 0 (so the mask decoder learns to find nothing there, and its
+IoU head to say so).
 """
 
 from __future__ import annotations
@@ -55,6 +62,26 @@ class Example:
     ref_pixels: Optional[torch.Tensor] = None  # (3, s, s)
     audio_clips: Optional[torch.Tensor] = None  # (clips, 1, mel, T)
     mask: Optional[torch.Tensor] = None  # (H, W) float target
+    lm: bool = True  # False: no language-model labels (absent-object forced pass)
+
+
+def encode_samples(samples: Sequence[Sample], config: AnyRefConfig, tokenizer,
+                   seg_id: int) -> List[Example]:
+    """``encode_sample`` of each sample, plus the forced-pass companion of
+    each absent-object text sample (module docstring)."""
+    out: List[Example] = []
+    for sample in samples:
+        ex = encode_sample(sample, config, tokenizer, seg_id)
+        out.append(ex)
+        if sample.task == "text" and sample.metadata.get("absent") and not ex.seg_offsets:
+            forced = build_prompt(config, "text", sample.query, force=True).answer
+            ids = tokenize_answer(tokenizer, forced) + [tokenizer.eos_token_id]
+            out.append(Example(task=ex.task, segments=ex.segments, answer_ids=ids,
+                               seg_offsets=[i for i, t in enumerate(ids) if t == seg_id],
+                               sam_pixels=ex.sam_pixels, sam_input_size=ex.sam_input_size,
+                               size=ex.size, clip_pixels=ex.clip_pixels,
+                               mask=torch.zeros(ex.size, dtype=torch.float32), lm=False))
+    return out
 
 
 def encode_sample(sample: Sample, config: AnyRefConfig, tokenizer, seg_id: int) -> Example:

@@ -15,7 +15,12 @@ call (what DDP / accelerate see) runs a whole ``Batch``:
    (``refocus.segment``; ``refocus.describe`` for region samples), gradients
    flowing through the attention, and ``text_hidden_fcs``, then ``model.decode_masks`` and
    ``postprocess_masks`` to the ground-truth size;
-5. loss = lm * CE + bce * BCE + dice * Dice (samples without ``[SEG]``: LM only).
+5. loss = lm * CE + bce * BCE + dice * Dice + iou * MSE (samples without
+   ``[SEG]``: LM only).  The IoU term trains SAM's IoU prediction head as SAM
+   does: mean squared error between the predicted IoU and the real IoU of the
+   predicted binary mask (logits > 0) with the target, the real IoU detached
+   (0 for an empty target: nothing there to find).  Examples with
+   ``lm=False`` (absent-object forced passes) have no LM labels.
 """
 
 from __future__ import annotations
@@ -47,6 +52,17 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -
 def bce_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Per-pixel BCE-with-logits, averaged per mask, then over masks."""
     return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1).mean()
+
+
+def mask_iou(logits: torch.Tensor, target: torch.Tensor, threshold: float = 0.0) -> torch.Tensor:
+    """Real IoU (n,) of the binary masks ``logits > threshold`` with ``target``
+    (n, H, W), detached; 0 where the union is empty (nothing to find)."""
+    with torch.no_grad():
+        pred = (logits > threshold).flatten(1)
+        gt = target.flatten(1) > 0.5
+        inter = (pred & gt).sum(1).float()
+        union = (pred | gt).sum(1).float()
+        return torch.where(union > 0, inter / union.clamp(min=1), torch.zeros_like(union))
 
 
 def image_features(model: AnyRefModel, pixels: torch.Tensor) -> torch.Tensor:
@@ -98,7 +114,8 @@ class AnyRefTrainingModule(nn.Module):
             rows.append(torch.cat([prompt[0], embed(answer[:-1]).to(prompt.dtype)]))
             start = prompt.shape[1]
             target = torch.full((rows[-1].shape[0],), IGNORE, dtype=torch.long, device=prompt.device)
-            target[start - 1:] = answer  # position j predicts token j + 1
+            if ex.lm:
+                target[start - 1:] = answer  # position j predicts token j + 1
             labels.append(target)
             starts.append(start)
         length = max(x.shape[0] for x in rows)
@@ -108,7 +125,11 @@ class AnyRefTrainingModule(nn.Module):
         target = torch.stack([F.pad(t, (0, length - t.shape[0]), value=IGNORE) for t in labels])
         out = lm(inputs_embeds=embeds, attention_mask=attention, output_hidden_states=True,
                  use_cache=False)
-        lm_loss = F.cross_entropy(out.logits.float().flatten(0, 1), target.flatten(), ignore_index=IGNORE)
+        if bool((target != IGNORE).any()):
+            lm_loss = F.cross_entropy(out.logits.float().flatten(0, 1), target.flatten(),
+                                      ignore_index=IGNORE)
+        else:
+            lm_loss = out.logits.sum() * 0.0
 
         hidden, layer_input = out.hidden_states[-1], out.hidden_states[-2]
         states, index = [], []
@@ -125,17 +146,21 @@ class AnyRefTrainingModule(nn.Module):
         masks: List[torch.Tensor] = []
         if states:
             queries = model.text_hidden_fcs(torch.stack(states))
-            bce = dice = 0.0
+            bce = dice = iou_mse = 0.0
             for q, i in zip(queries, index):
                 ex = batch.examples[i]
-                low_res, _ = model.decode_masks(q.unsqueeze(0), sam_embedding[i:i + 1])
+                low_res, iou_pred = model.decode_masks(q.unsqueeze(0), sam_embedding[i:i + 1])
                 logits = postprocess_masks(low_res, cfg.sam.image_size, ex.sam_input_size, ex.size)
                 gt = ex.mask.to(logits.device)[None]
                 bce = bce + bce_loss(logits, gt)
                 dice = dice + dice_loss(logits, gt)
+                iou_mse = iou_mse + F.mse_loss(iou_pred.float(), mask_iou(logits, gt, cfg.sam.mask_threshold))
                 masks.append(logits[0])
-            bce, dice = bce / len(index), dice / len(index)
+            bce, dice, iou_mse = bce / len(index), dice / len(index), iou_mse / len(index)
             loss = loss + self.weights.bce * bce + self.weights.dice * dice
-            parts.update(bce=float(bce.detach()), dice=float(dice.detach()))
+            parts.update(bce=float(bce.detach()), dice=float(dice.detach()),
+                         iou_mse=float(iou_mse.detach()))
+            if self.weights.iou:
+                loss = loss + self.weights.iou * iou_mse
         parts["loss"] = float(loss.detach())
         return Outputs(loss=loss, parts=parts, mask_logits=masks, mask_index=index)

@@ -19,7 +19,10 @@ choices (see ``model/toy/README.md`` for the measured effect):
   0.1 the from-scratch model learned to ignore colour (held-out IoU 0.31 on
   "{colour} object" queries, text cIoU stuck at 0.73); with 1.0 colour
   queries reach ~0.8 IoU by step 2000;
-* no LoRA: everything trains from scratch.
+* no LoRA: everything trains from scratch;
+* absent referents: text queries about objects that are not in the scene
+  are answered with ``prompts.NO_OBJECT_ANSWER`` ("It is not in view.", no
+  ``[SEG]``); its three words not used elsewhere are in the vocabulary.
 
 Registered on import of ``anyref_ros.training`` (and ``anyref_ros.evaluation.cli``).
 """
@@ -29,6 +32,7 @@ from __future__ import annotations
 from ..model.config import (AnyRefConfig, AudioConfig, LanguageConfig, PromptConfig, RefocusConfig,
                             SamConfig, TokenizerConfig, VisionConfig, WeightsConfig)
 from ..model.presets import register_preset
+from ..model.prompts import NO_OBJECT_ANSWER
 
 #: Words of the toy tokenizer: the prompt templates plus the toy world's names.
 TOY_WORDS = (
@@ -36,7 +40,8 @@ TOY_WORDS = (
     "Can you segment object with the following reference audio provide description of "
     "region in this image it is "
     "circle square triangle red green blue yellow "
-    ". , ? :"
+    ". , ? : "
+    "It not view"  # the no-object reply, prompts.NO_OBJECT_ANSWER
 ).split()
 
 TOY_SYSTEM = "A chat between a human and an assistant."
@@ -58,7 +63,8 @@ def toy() -> AnyRefConfig:
                       prompt_embed_dim=128, mask_in_chans=4, decoder_depth=2, decoder_mlp_dim=256,
                       decoder_num_heads=4, iou_head_depth=2, iou_head_hidden_dim=64),
         audio=AudioConfig(embed_dim=48, num_blocks=1, num_heads=2, out_embed_dim=64, drop_path=0.0),
-        prompt=PromptConfig(system=TOY_SYSTEM, max_new_tokens=8, model_max_length=256),
+        prompt=PromptConfig(system=TOY_SYSTEM, max_new_tokens=8, model_max_length=256,
+                            no_object_answer=NO_OBJECT_ANSWER),
         refocus=RefocusConfig(segment=1.0, describe=1.0),
         tokenizer=TokenizerConfig(kind="word_level", vocabulary=list(TOY_WORDS)),
         weights=WeightsConfig(allow_random=True),

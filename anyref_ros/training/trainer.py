@@ -24,7 +24,7 @@ from ..model.config import AnyRefConfig
 from ..model.presets import get_preset, preset_names
 from ..model.tokenization import TokenIds
 from . import toy_preset  # noqa: F401  (registers the "toy" preset)
-from .batch import collate, encode_sample
+from .batch import collate, encode_samples
 from .config import TrainConfig
 from .data import build_stream
 from .forward import AnyRefTrainingModule
@@ -64,7 +64,38 @@ def load_pipeline(config: TrainConfig, source: Optional[Path] = None):
                          f"({', '.join(preset_names())})")
     model_config = AnyRefConfig.from_dict(merge(get_preset(config.preset).to_dict(),
                                                 config.model_overrides))
-    return AnyRefPipeline.from_config(model_config, device="cpu", dtype=dtype)
+    pipe = AnyRefPipeline.from_config(model_config, device="cpu", dtype=dtype)
+    if config.init_from:
+        source = AnyRefPipeline.from_pretrained(config.init_from, device="cpu", dtype=dtype)
+        pipe.warm_start_counts = warm_start(pipe, source)
+    return pipe
+
+
+def warm_start(pipe, source) -> Dict[str, int]:
+    """Copy ``source``'s weights into ``pipe`` (``TrainConfig.init_from``):
+    parameters of the same name and shape as they are; token-indexed
+    matrices (input embeddings, LM head) row by row where the token string
+    exists in both tokenizers.  Returns counts (copied, rows, fresh)."""
+    old = source.model.state_dict()
+    old_vocab = source.tokenizer.get_vocab()
+    new_vocab = pipe.tokenizer.get_vocab()
+    shared = [(new_vocab[t], i) for t, i in old_vocab.items() if t in new_vocab]
+    counts = {"copied": 0, "rows": 0, "fresh": 0}
+    with torch.no_grad():
+        for name, tensor in pipe.model.state_dict().items():
+            src = old.get(name)
+            if src is not None and src.shape == tensor.shape:
+                tensor.copy_(src.to(tensor.dtype))
+                counts["copied"] += 1
+            elif (src is not None and src.dim() == tensor.dim() and src.shape[1:] == tensor.shape[1:]
+                  and src.shape[0] == len(old_vocab) and tensor.shape[0] == len(new_vocab)):
+                new_rows = torch.tensor([n for n, _ in shared])
+                old_rows = torch.tensor([o for _, o in shared])
+                tensor[new_rows] = src[old_rows].to(tensor.dtype)
+                counts["rows"] += 1
+            else:
+                counts["fresh"] += 1
+    return counts
 
 
 def trainable_names(model, mode: str) -> List[str]:
@@ -140,18 +171,35 @@ def validate(pipe, scenes: int, size) -> Dict[str, float]:
     """Quick scores on validation scenes (a training-side seed never trained on)."""
     from ..evaluation.runner import evaluate
 
-    world = ToyWorld(train_seed(VALIDATION_K), size=size, seg_token=pipe.config.tokens.seg)
+    seed, seg = train_seed(VALIDATION_K), pipe.config.tokens.seg
+    world = ToyWorld(seed, size=size, seg_token=seg)
+    samples = [world.sample(i) for i in range(scenes)]
+    extra = max(scenes // 4, 1)
+    no_object = pipe.config.prompt.no_object_answer
+    if no_object:  # absent-object queries (models trained to say so)
+        absent = ToyWorld(seed, size=size, seg_token=seg, absent_answer=no_object)
+        samples += [absent.sample(scenes + i, "text", absent=True) for i in range(extra)]
+    if pipe.config.audio is not None:  # detector-window sounds
+        windowed = ToyWorld(seed, size=size, seg_token=seg, sound_layout="offset")
+        samples += [windowed.sample(scenes + i, "audio") for i in range(extra)]
+    for sample in samples[scenes:]:
+        sample.metadata["eval_group"] = "text_absent" if sample.task == "text" else "audio_offset"
     was_training = pipe.model.training
     pipe.model.eval()
     try:
-        result = evaluate(pipe, (world.sample(i) for i in range(scenes)), text_metrics=False)
+        result = evaluate(pipe, samples, text_metrics=False)
     finally:
         pipe.model.train(was_training)
     out = {}
     for task, s in result["tasks"].items():
+        if task == "text_absent":
+            out["no_target_acc"] = round(float(s.get("no_target_accuracy", float("nan"))), 3)
+            continue
         out[f"{task}_cIoU"] = round(float(s["cIoU"]), 3)
         if "exact_match" in s:
             out[f"{task}_em"] = round(float(s["exact_match"]), 3)
+    if "score_spearman" in result["overall"]:
+        out["score_spearman"] = round(float(result["overall"]["score_spearman"]), 3)
     return out
 
 
@@ -197,6 +245,8 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
         output_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(output_dir / "train.log" if accelerator.is_main_process else None)
     pipe = load_pipeline(config, start_from)
+    if getattr(pipe, "warm_start_counts", None):
+        log(f"warm start from {config.init_from}: {json.dumps(pipe.warm_start_counts)}")
     torch.manual_seed(train_seed(config.seed) + accelerator.process_index)
     model = pipe.model
     names = set(trainable_names(model, config.trainable))
@@ -259,7 +309,7 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
             group["lr"] = config.lr * lr_factor(config, frac, state["step"])
         for micro in range(config.grad_accum):
             samples = stream.take(config.batch_size, state["step"])
-            batch = collate([encode_sample(s, pipe.config, pipe.tokenizer, seg_id) for s in samples])
+            batch = collate(encode_samples(samples, pipe.config, pipe.tokenizer, seg_id))
             last = micro == config.grad_accum - 1
             sync = contextlib.nullcontext() if last else accelerator.no_sync(module)
             with sync:
