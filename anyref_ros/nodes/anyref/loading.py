@@ -214,9 +214,11 @@ def resolve_checkpoint(checkpoint: str) -> str:
     """
     from anyref_ros.model import preset_names
 
+    from anyref_ros.model.loading import resolve_model_path
+
     path = Path(checkpoint).expanduser()
-    if path.is_dir():
-        return str(path)
+    if path.is_dir():  # checked before use: a readable folder, symlinks resolved
+        return str(resolve_model_path(path, what="parameter checkpoint", kind="folder"))
     if checkpoint in preset_names():
         return checkpoint
     share = ros_env.share_dir()
@@ -234,13 +236,7 @@ def check_checkpoint_files(source: str) -> None:
     if not path.is_dir():
         return  # a preset
     from anyref_ros.model import AnyRefConfig
+    from anyref_ros.model.loading import resolve_files
 
-    config = AnyRefConfig.load(path)
-    for kind in ("base", "llava", "lisa", "clip", "sam", "imagebind", "trained"):
-        value = getattr(config.weights, kind, None)
-        if value is None:
-            continue
-        file = Path(value).expanduser()
-        file = file if file.is_absolute() else path / file
-        if not file.exists():
-            raise FileNotFoundError(f"{path}: weights.{kind} = {value!r}, but {file} does not exist")
+    # every weight path: exists, a regular readable file (not a FIFO or device), else a WeightsError naming it
+    resolve_files(AnyRefConfig.load(path), path)
