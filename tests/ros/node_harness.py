@@ -63,6 +63,10 @@ class Client:
     def service(self, srv_type, name: str, timeout: float = 60.0):
         client = self.node.create_client(srv_type, f"{self.base}/{name}")
         assert client.wait_for_service(timeout_sec=timeout), f"{self.base}/{name} did not appear"
+        # wait_for_service sees the server's request reader; the server's response writer may
+        # not have matched this client's reader yet, and a response sent before that is lost
+        # (DDS, volatile). Give discovery a moment before the first call.
+        time.sleep(0.5)
         return client
 
     def run(self, start, timeout: float = 120.0):
