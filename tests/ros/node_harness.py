@@ -77,8 +77,21 @@ class Client:
 
         return wait_future(self.executor.create_task(task), timeout)
 
-    def call(self, client, request, timeout: float = 120.0):
-        return self.run(lambda: client.call_async(request), timeout)
+    def call(self, client, request, timeout: float = 120.0, retry_after: Optional[float] = 30.0):
+        """The response to ``request``. A call with no response after ``retry_after``
+        seconds is sent again (counted in ``unanswered``): on a loaded machine a response
+        can be lost while discovery settles (see ``service``). None: never resent (for
+        requests that must not run twice, such as lifecycle transitions)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            attempt = left if retry_after is None else min(left, retry_after)
+            try:
+                return self.run(lambda: client.call_async(request), attempt)
+            except AssertionError:
+                if time.monotonic() >= deadline - 0.01:
+                    raise
+                self.unanswered += 1
 
     def send_goal(self, client, goal, feedback_callback=None, timeout: float = 60.0):
         return self.run(lambda: client.send_goal_async(goal, feedback_callback=feedback_callback), timeout)
@@ -144,7 +157,7 @@ class Client:
         client = self._lifecycle_client(ChangeState, "change_state", timeout)
         request = ChangeState.Request()
         request.transition.id = ids[transition]
-        return self.call(client, request, timeout).success
+        return self.call(client, request, timeout, retry_after=None).success  # a transition must not run twice
 
     def _lifecycle_client(self, srv_type, name: str, timeout: float):
         key = f"lifecycle/{name}"
