@@ -156,7 +156,7 @@ def test_speech_node_wake_phrase_tones_and_bad_chunks(ros_context, tmp_path):
             if i == 10 * step:
                 bad = AudioChunk(sample_rate=rate, channels=1, encoding="u8", data=bytes(100))
                 pub.publish(bad)
-        client.wait_for(lambda: speech.matching("wake phrase"), 20, "the command without the wake phrase")
+        client.wait_for(lambda: speech.matching("does not start with the wake phrase"), 20, "the command without the wake phrase")
         assert [q.data for q in queries] == ["red circle"]
         record = json.loads(utterances[0].data)
         assert record["text"] == "robot find the red circle" and record["query"] == "red circle"
