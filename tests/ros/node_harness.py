@@ -42,6 +42,13 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.
     return time.monotonic() - t
 
 
+# The state each transition starts from and ends in (on success).
+LIFECYCLE_SOURCES = {"configure": "unconfigured", "activate": "inactive", "deactivate": "active",
+                     "cleanup": "inactive"}
+LIFECYCLE_TARGETS = {"configure": "inactive", "activate": "active", "deactivate": "inactive",
+                     "cleanup": "unconfigured"}
+
+
 class Client:
     """Service/action/topic access to the node under ``namespace``/anyref.
 
@@ -157,7 +164,26 @@ class Client:
         client = self._lifecycle_client(ChangeState, "change_state", timeout)
         request = ChangeState.Request()
         request.transition.id = ids[transition]
-        return self.call(client, request, timeout, retry_after=None).success  # a transition must not run twice
+        # A transition must not run twice, so a lost response (see ``service``) is not
+        # simply resent: after 15 s without one, the node's state says whether it ran.
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                return self.call(client, request, min(15.0, max(deadline - time.monotonic(), 1.0)),
+                                 retry_after=None).success
+            except AssertionError:
+                if time.monotonic() >= deadline:
+                    raise
+                self.unanswered += 1
+            state = self.lifecycle_state()
+            if state == LIFECYCLE_TARGETS[transition]:
+                return True
+            if state != LIFECYCLE_SOURCES[transition]:  # still in the transition: wait for it
+                self.wait_for(lambda: self.lifecycle_state() in (LIFECYCLE_TARGETS[transition],
+                                                                 LIFECYCLE_SOURCES[transition]),
+                              max(deadline - time.monotonic(), 1.0), f"the {transition} transition to end")
+                if self.lifecycle_state() == LIFECYCLE_TARGETS[transition]:
+                    return True
 
     def _lifecycle_client(self, srv_type, name: str, timeout: float):
         key = f"lifecycle/{name}"
