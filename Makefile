@@ -2,13 +2,15 @@
 #   make demo   install what is missing, then run the demo on the embedded model
 #   make test   install what is missing, then run the tests
 #   make setup  only install (idempotent; a second run takes seconds)
+#   JAVA=1      also install a Java runtime (default-jre-headless) for METEOR in anyref-eval
 
 ARGS ?=
+JAVA ?=
 
 .PHONY: setup test demo clean
 
 setup:
-	@bash scripts/setup.sh
+	@JAVA=$(JAVA) bash scripts/setup.sh
 
 test: setup
 	@bash scripts/test.sh $(ARGS)

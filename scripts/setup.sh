@@ -45,6 +45,12 @@ command -v g++ >/dev/null || missing+=(g++)
 ldconfig -p 2>/dev/null | grep -q libportaudio.so.2 || missing+=(libportaudio2)
 # Synthetic speech for the hearing tests (anyref_mic / anyref_speech end to end).
 command -v espeak-ng >/dev/null || missing+=(espeak-ng)
+# Optional: a Java runtime for METEOR in anyref-eval (pycocoevalcap runs METEOR 1.5
+# in Java). `make setup JAVA=1` (or ANYREF_JAVA=1) installs it; without it the
+# evaluation report says "METEOR skipped".
+if [[ "${JAVA:-${ANYREF_JAVA:-0}}" == 1 ]]; then
+  command -v java >/dev/null || missing+=(default-jre-headless)
+fi
 if ((${#missing[@]})); then
   if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
     say "installing system packages: ${missing[*]}"
@@ -106,6 +112,6 @@ if needs package "$ROOT/setup.py" || ! "$V/bin/python" -m pip show -q anyref_ros
 fi
 
 # --- 6. Check ----------------------------------------------------------------------------
-(cd / && "$V/bin/python" -c "import rclpy, anyref_ros.msg, anyref_ros.srv, anyref_ros.action, torch, transformers, peft, segment_anything, pocketsphinx, sounddevice; from anyref_ros.audio.vad import weights_path; weights_path()" ) \
+(cd / && "$V/bin/python" -c "import rclpy, anyref_ros.msg, anyref_ros.srv, anyref_ros.action, torch, transformers, peft, segment_anything, pocketsphinx, sounddevice, pycocotools.mask, pycocoevalcap; from anyref_ros.audio.vad import weights_path; weights_path()" ) \
   || die "the environment does not import; remove .venv and run again"
 say "ready in $((SECONDS - T0)) s: $V"

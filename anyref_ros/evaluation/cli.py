@@ -12,14 +12,21 @@ scenes with detector-window clips ("audio_offset", 0-0.5 s lead-in).
 Reported per task: referring cIoU and
 gIoU, for audio also AVS mIoU and F, for exemplar/audio/region the exact
 match of the generated name/description, for region also CIDEr-D and
-METEOR (METEOR only with pycocoevalcap + Java or nltk + WordNet installed;
-otherwise null with a note); for every group target / no-target accuracy
-(``Referral.found``) and the Spearman correlation of ``Referral.score``
+METEOR (both by pycocoevalcap; METEOR needs a Java runtime, ``make setup
+JAVA=1``, else it is null and ``METEOR_note`` says it was skipped); for
+every group target / no-target accuracy (``Referral.found``) and the Spearman correlation of ``Referral.score``
 with the real IoU; ``overall`` pools those over all groups.
 
-Dataset readers (``--source refer|coco|coco_exemplar|ade20k|avsbench``)
-take their constructor arguments as JSON in ``--source-args``; ``--scenes``
-caps the number of samples.
+Dataset readers (``--source refer|grefcoco|reasonseg|coco|coco_exemplar|
+ade20k|avsbench``, ``anyref_ros.data.readers.READERS``) take their
+constructor arguments as JSON in ``--source-args``; ``--scenes`` caps the
+number of samples. gRefCOCO reports gIoU, cIoU, N-acc and T-acc; ReasonSeg
+leaves its "ignore" regions out of gIoU and cIoU.
+
+    anyref-eval --checkpoint ckpt --source grefcoco --scenes 0 \\
+        --source-args '{"dataset_dir": "grefcoco", "image_root": "coco/train2014", "split": "val"}'
+    anyref-eval --checkpoint ckpt --source reasonseg --scenes 0 \\
+        --source-args '{"root": "ReasonSeg", "split": "val"}'
 """
 
 from __future__ import annotations
@@ -151,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--checkpoint", help="checkpoint folder (default: the preset itself)")
     parser.add_argument("--preset", default=None, help="preset name (used when no checkpoint is given)")
     parser.add_argument("--source", default="toy",
-                        help="toy, refer, coco, coco_exemplar, ade20k or avsbench")
+                        help="toy, refer, grefcoco, reasonseg, coco, coco_exemplar, ade20k or avsbench")
     parser.add_argument("--source-args", default="{}", help="JSON constructor arguments of the reader")
     parser.add_argument("--scenes", type=int, default=200, help="number of samples (0: all, readers)")
     parser.add_argument("--output", default=None, help="JSON report path")

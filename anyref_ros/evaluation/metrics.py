@@ -1,6 +1,8 @@
-"""Segmentation metrics: referring segmentation (cIoU, gIoU), AVSBench
-(mIoU, F-score with beta^2 = 0.3), and found / not-found accuracy with the
-Spearman correlation of predicted and real IoU (``FoundAccumulator``).
+"""Segmentation metrics: referring segmentation (cIoU, gIoU), generalised
+referring segmentation as gRefCOCO reports it (gIoU, cIoU, N-acc, T-acc:
+``GeneralisedReferringAccumulator``), AVSBench (mIoU, F-score with
+beta^2 = 0.3), and found / not-found accuracy with the Spearman correlation
+of predicted and real IoU (``FoundAccumulator``).
 
 All masks are H x W arrays; boolean masks are used as they are, probability
 maps are floats in [0, 1]. Text metrics (exact match, CIDEr-D, METEOR) live
@@ -14,9 +16,9 @@ import numpy as np
 from .text_metrics import MetricUnavailable, cider_d, exact_match, meteor, normalise_text
 
 __all__ = [
-    "AVSAccumulator", "FoundAccumulator", "MetricUnavailable", "ReferringAccumulator", "avs_frame_iou",
-    "cider_d", "exact_match", "fscore_binary", "fscore_sweep", "intersection_union", "iou", "meteor",
-    "normalise_text", "rankdata", "spearman",
+    "AVSAccumulator", "FoundAccumulator", "GeneralisedReferringAccumulator", "MetricUnavailable",
+    "ReferringAccumulator", "avs_frame_iou", "cider_d", "exact_match", "fscore_binary", "fscore_sweep",
+    "intersection_union", "iou", "meteor", "normalise_text", "rankdata", "spearman",
 ]
 
 FSCORE_BETA2 = 0.3
@@ -32,9 +34,14 @@ def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return pred.astype(bool), gt.astype(bool)
 
 
-def intersection_union(pred: np.ndarray, gt: np.ndarray) -> tuple[int, int]:
-    """Pixel counts (|pred & gt|, |pred | gt|) of two same-shape binary masks."""
+def intersection_union(pred: np.ndarray, gt: np.ndarray, ignore: np.ndarray | None = None) -> tuple[int, int]:
+    """Pixel counts (|pred & gt|, |pred | gt|) of two same-shape binary masks;
+    pixels set in ``ignore`` (e.g. ReasonSeg's "ignore" regions) count in neither."""
     pred, gt = _pair(pred, gt)
+    if ignore is not None:
+        _, keep = _pair(pred, ignore)
+        keep = ~keep
+        pred, gt = pred & keep, gt & keep
     return int(np.count_nonzero(pred & gt)), int(np.count_nonzero(pred | gt))
 
 
@@ -57,9 +64,10 @@ class ReferringAccumulator:
         self.union = 0
         self.ious: list[float] = []
 
-    def add(self, pred_mask: np.ndarray, gt_mask: np.ndarray) -> float:
-        """Add one pair of same-shape binary masks; returns this sample's IoU."""
-        inter, union = intersection_union(pred_mask, gt_mask)
+    def add(self, pred_mask: np.ndarray, gt_mask: np.ndarray, ignore: np.ndarray | None = None) -> float:
+        """Add one pair of same-shape binary masks (pixels in ``ignore`` left
+        out); returns this sample's IoU."""
+        inter, union = intersection_union(pred_mask, gt_mask, ignore)
         self.intersection += inter
         self.union += union
         score = 1.0 if union == 0 else inter / union
@@ -84,6 +92,56 @@ class ReferringAccumulator:
 
     def summary(self) -> dict[str, float]:
         return {"cIoU": self.ciou, "gIoU": self.giou, "count": self.count}
+
+
+class GeneralisedReferringAccumulator:
+    """gRefCOCO scores (generalised referring expression segmentation, Liu
+    et al., CVPR 2023), where a target may be empty ("no-target" expressions)
+    or hold several objects:
+
+    * gIoU: mean per-sample IoU; a no-target sample scores 1 when predicted
+      empty, else 0;
+    * cIoU: sum of intersections / sum of unions (a no-target sample
+      predicted empty adds nothing, one predicted non-empty adds its pixels
+      to the union);
+    * N-acc: no-target samples predicted empty / all no-target samples;
+    * T-acc: target samples predicted non-empty / all target samples.
+
+    ``add(pred_mask, gt_mask, predicted_empty)``: ``predicted_empty`` (e.g.
+    ``not Referral.found``) overrides the mask's own emptiness; a sample
+    predicted empty counts as an empty mask. (ReLA's published evaluation
+    code adds 1 to the N-acc denominator and computes its T_acc as
+    TP / (TP + FP + 1) over no-target decisions; these are the paper's
+    definitions, without the +1.)
+    """
+
+    def __init__(self) -> None:
+        self.referring = ReferringAccumulator()
+        self.no_target: list[bool] = []  # predicted empty, per no-target sample
+        self.target: list[bool] = []  # predicted non-empty, per target sample
+
+    def add(self, pred_mask: np.ndarray, gt_mask: np.ndarray, predicted_empty: bool | None = None) -> float:
+        """Add one sample; returns its IoU under the empty-target convention."""
+        pred, gt = _pair(pred_mask, gt_mask)
+        empty = (not pred.any()) if predicted_empty is None else bool(predicted_empty)
+        if empty:
+            pred = np.zeros_like(gt)
+        if gt.any():
+            self.target.append(not empty)
+        else:
+            self.no_target.append(empty)
+        return self.referring.add(pred, gt)
+
+    @property
+    def count(self) -> int:
+        return self.referring.count
+
+    def summary(self) -> dict[str, float]:
+        def rate(xs: list[bool]) -> float:
+            return float(np.mean(xs)) if xs else float("nan")
+        return {"gIoU": self.referring.giou, "cIoU": self.referring.ciou, "N-acc": rate(self.no_target),
+                "T-acc": rate(self.target), "count": self.count, "no_target_count": len(self.no_target),
+                "target_count": len(self.target)}
 
 
 def avs_frame_iou(pred: np.ndarray, gt: np.ndarray) -> float:

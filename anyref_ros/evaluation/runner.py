@@ -14,7 +14,12 @@
 video, any other sample is a one-frame video; the pipeline returns binary
 masks, so the F sweep reduces to the F-score at 0.5) and the answer's exact
 match with the sample's description (greedy tasks); region descriptions
-also get CIDEr-D, and METEOR where a scorer is installed.
+also get CIDEr-D (``CIDEr-D_backend`` says whose) and METEOR (Java needed;
+else ``METEOR_note`` says why it was skipped). Pixels in
+``metadata["ignore_mask"]`` (ReasonSeg) count in no IoU. gRefCOCO samples
+(``metadata["gres"]``) are scored as gRefCOCO reports them: gIoU, cIoU,
+N-acc and T-acc (:class:`~.metrics.GeneralisedReferringAccumulator`, a
+sample answered not found counting as an empty mask).
 
 Every task also gets ``target_accuracy`` (present referents found: the
 pipeline's ``Referral.found``), ``no_target_accuracy`` (absent referents,
@@ -35,8 +40,8 @@ import numpy as np
 
 from ..data.sample import Sample
 from .grid import GridRow, caption_for
-from .metrics import AVSAccumulator, FoundAccumulator, ReferringAccumulator
-from .text_metrics import MetricUnavailable, cider_d, exact_match, meteor
+from .metrics import AVSAccumulator, FoundAccumulator, GeneralisedReferringAccumulator, ReferringAccumulator
+from .text_metrics import MetricUnavailable, cider_backend, cider_d, exact_match, meteor
 
 GREEDY_TASKS = ("exemplar", "audio", "region")
 
@@ -87,10 +92,13 @@ class TaskScores:
     frames: List[tuple] = field(default_factory=list)
     found: FoundAccumulator = field(default_factory=FoundAccumulator)
     lead_ins: List[tuple] = field(default_factory=list)  # (onset s, name right) of windowed sounds
+    gres: GeneralisedReferringAccumulator = field(default_factory=GeneralisedReferringAccumulator)
 
     def add(self, task: str, sample: Sample, pred: Prediction) -> float:
         gt = sample.mask
-        score = self.referring.add(pred.mask, gt)
+        score = self.referring.add(pred.mask, gt, sample.metadata.get("ignore_mask"))
+        if sample.metadata.get("gres"):
+            score = self.gres.add(pred.mask, gt, predicted_empty=not pred.found)
         absent = bool(sample.metadata.get("absent")) or not gt.any()
         self.found.add(pred.found, not absent, pred.score, score)
         sound = sample.metadata.get("sound")
@@ -120,6 +128,9 @@ class TaskScores:
             avs = self.avs.summary()
             out.update(mIoU=avs["mIoU"], F=avs["F"])
         out.update(self.found.summary())
+        if self.gres.count:
+            gres = self.gres.summary()
+            out.update({k: gres[k] for k in ("gIoU", "cIoU", "N-acc", "T-acc")})
         if self.lead_ins:
             by_lead_in = {}
             for lo, hi in LEAD_IN_BINS:
@@ -132,6 +143,7 @@ class TaskScores:
             out["exact_match"] = exact_match(self.texts, self.references)
             if task == "region" and text_metrics:
                 out["CIDEr-D"] = cider_d(self.texts, [[r] for r in self.references])[0]
+                out["CIDEr-D_backend"] = cider_backend()
                 try:
                     out["METEOR"] = meteor(self.texts, [[r] for r in self.references])[0]
                 except MetricUnavailable as exc:

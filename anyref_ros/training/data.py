@@ -21,9 +21,7 @@ from .config import CurriculumStage, DataSource, TrainConfig
 def _reader(kind: str) -> Callable:
     from ..data import readers
 
-    table = {"refer": readers.ReferDataset, "coco": readers.CocoSegmentation,
-             "coco_exemplar": readers.CocoExemplars, "ade20k": readers.ADE20KDataset,
-             "avsbench": readers.AVSBenchDataset}
+    table = readers.READERS
     if kind not in table:
         raise ValueError(f"data source kind {kind!r}: expected toy or one of {sorted(table)}")
     return table[kind]

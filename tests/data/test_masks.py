@@ -1,4 +1,4 @@
-"""Polygon rasteriser and COCO RLE codec."""
+"""COCO polygons and RLE through pycocotools, and the checks made before it runs."""
 
 import numpy as np
 import pytest
@@ -57,6 +57,27 @@ def test_rle_errors():
         segmentation_to_mask({"size": [2, 2], "counts": [4]}, 3, 3)
     with pytest.raises(ValueError):
         segmentation_to_mask("nonsense", 3, 3)
+    # pycocotools itself would return uninitialised memory for runs that fall short
+    with pytest.raises(ValueError, match="sum to 1, expected 2 x 2"):
+        rle_decode({"size": [2, 2], "counts": "1"})
+    with pytest.raises(ValueError, match="character code"):
+        rle_decode({"size": [2, 2], "counts": "zz"})
+    with pytest.raises(ValueError, match="truncated"):
+        rle_decode({"size": [2, 2], "counts": "1a"})
+    with pytest.raises(ValueError, match="negative"):
+        rle_decode({"size": [2, 2], "counts": [-1, 5]})
+    with pytest.raises(ValueError, match="outside 1"):
+        rle_decode({"size": [1 << 14, 1 << 14], "counts": [1 << 28]})
+
+
+def test_polygon_bounds_checked_before_rasterising():
+    with pytest.raises(ValueError, match="is the annotation for this image"):
+        polygons_to_mask([[0, 0, 1e9, 0, 5, 5]], 10, 10)
+    with pytest.raises(ValueError, match="finite"):
+        polygons_to_mask([[0, 0, float("nan"), 0, 5, 5]], 10, 10)
+    with pytest.raises(ValueError, match="outside 1"):
+        polygons_to_mask([[0, 0, 4, 0, 4, 4]], 0, 10)
+    assert not polygons_to_mask([], 3, 4).any()
 
 
 def test_xywh_to_box():

@@ -88,17 +88,48 @@ def load_plain_pickle(path: Path) -> Any:
     raise ValueError(f"{path}: cannot read pickle ({last})")
 
 
-def load_refs(path: Path) -> list[dict]:
-    """The refs list of a ``refs(...).p`` file, validated (ValueError naming the file)."""
-    refs = load_plain_pickle(path)
+def check_refs(refs: Any, path: Path) -> list[dict]:
+    """``refs`` if it is a list of refs, each with ``ref_id``, ``ann_id``,
+    ``image_id``, ``split`` and a non-empty ``sentences`` list of dicts with
+    ``sent`` (ValueError naming ``path`` otherwise)."""
     if not isinstance(refs, list):
-        raise ValueError(f"{path}: expected a pickled list of refs, got {type(refs).__name__}")
+        raise ValueError(f"{path}: expected a list of refs, got {type(refs).__name__}")
     for i, ref in enumerate(refs):
         if not isinstance(ref, dict) or any(k not in ref for k in _REF_FIELDS):
             raise ValueError(f"{path}: ref {i} must be a dict with keys {list(_REF_FIELDS)}")
         if not ref["sentences"] or any(not isinstance(s, dict) or "sent" not in s for s in ref["sentences"]):
             raise ValueError(f"{path}: ref {ref['ref_id']} needs a non-empty 'sentences' list of dicts with 'sent'")
     return refs
+
+
+def load_refs(path: Path) -> list[dict]:
+    """The refs list of a ``refs(...).p`` file, validated (ValueError naming the file)."""
+    return check_refs(load_plain_pickle(path), path)
+
+
+def refs_of_split(refs: list[dict], split: str, path: Path) -> list[dict]:
+    """The refs of ``split``; ValueError listing the splits present when there are none."""
+    chosen = [r for r in refs if r["split"] == split]
+    if not chosen:
+        found = sorted({str(r["split"]) for r in refs})
+        raise ValueError(f"{path}: no refs in split {split!r}; splits present: {found}")
+    return chosen
+
+
+def sentence_items(refs: list[dict], sentences: str) -> list[tuple[dict, int]]:
+    """(ref, sentence index) pairs: every sentence, or the first or last of each ref."""
+    if sentences not in SENTENCE_CHOICES:
+        raise ValueError(f"sentences must be one of {SENTENCE_CHOICES}, got {sentences!r}")
+    items: list[tuple[dict, int]] = []
+    for r in refs:
+        n = len(r["sentences"])
+        items.extend((r, k) for k in {"all": range(n), "first": [0], "last": [n - 1]}[sentences])
+    return items
+
+
+def sentence_of(ref: dict, k: int) -> str:
+    """Sentence ``k`` of ``ref`` with its whitespace collapsed."""
+    return " ".join(str(ref["sentences"][k]["sent"]).split())
 
 
 class ReferDataset:
@@ -126,26 +157,19 @@ class ReferDataset:
         self.coco = CocoIndex(dataset_dir / "instances.json")
         self.image_root = Path(image_root)
         self.task, self.split, self.reg_with_mask, self.seg_token = task, split, reg_with_mask, seg_token
-        self.refs = [r for r in all_refs if r["split"] == split]
-        if not self.refs:
-            found = sorted({str(r["split"]) for r in all_refs})
-            raise ValueError(f"{refs_path}: no refs in split {split!r}; splits present: {found}")
+        self.refs = refs_of_split(all_refs, split, refs_path)
         for r in self.refs:
             if r["ann_id"] not in self.coco.annotations:
                 raise ValueError(f"{refs_path}: ref {r['ref_id']} points to annotation {r['ann_id']}, "
                                  f"missing from {self.coco.path}")
-        self.items: list[tuple[dict, int]] = []
-        for r in self.refs:
-            n = len(r["sentences"])
-            picks = {"all": range(n), "first": [0], "last": [n - 1]}[sentences]
-            self.items.extend((r, k) for k in picks)
+        self.items = sentence_items(self.refs, sentences)
 
     def __len__(self) -> int:
         return len(self.items)
 
     def __getitem__(self, i: int) -> Sample:
         ref, k = self.items[i]
-        sentence = " ".join(str(ref["sentences"][k]["sent"]).split())
+        sentence = sentence_of(ref, k)
         ann = self.coco.annotations[ref["ann_id"]]
         img = self.coco.images[ref["image_id"]]
         image = self.coco.image(self.image_root, ref["image_id"])
