@@ -30,4 +30,6 @@ setup(
     packages=find_packages(include=["anyref_ros", "anyref_ros.*"]),
     package_data={"anyref_ros.training": ["configs/*.yaml"]},
     entry_points={"console_scripts": ENTRY_POINTS},
+    # 8-bit/4-bit language-model weights (quantization option); also in requirements/model.txt.
+    extras_require={"quantization": ["bitsandbytes>=0.46"]},
 )

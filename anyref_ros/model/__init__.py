@@ -13,10 +13,17 @@ use of the pipeline, so ``import anyref_ros.model`` is cheap.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from .config import AnyRefConfig
 from .presets import get_preset, preset_names, register_preset
+
+# peft imports bitsandbytes when it is installed; on CPUs with AVX-512 BF16 that
+# logs a warning at import about an optional kernel package fetched from the
+# Hugging Face hub ("kernels"). bitsandbytes then uses its own CPU code, and
+# nothing is fetched here, so the warning is noise in every log.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .pipeline import AnyRefPipeline, ImageFeatures, Referral

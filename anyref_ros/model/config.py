@@ -251,7 +251,8 @@ class AnyRefConfig:
     )
     dtype: str = "float32"
     # "8bit"/"4bit": load the language model's linear layers with
-    # bitsandbytes (CUDA only); None: plain ``dtype``.
+    # bitsandbytes (CUDA, or the CPU with bitsandbytes >= 0.46; see
+    # optimize.py); None: plain ``dtype``.
     quantization: Optional[str] = None
     init_seed: int = 0  # random initialisation of weights no file provides
     format_version: int = FORMAT_VERSION

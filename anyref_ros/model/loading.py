@@ -46,10 +46,11 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
+from . import optimize as O
 from .config import AnyRefConfig
 from .modeling import AnyRefModel
 from .presets import get_preset, preset_names
-from .tokenization import make_tokenizer
+from .tokenization import add_model_tokens, build_stand_in_tokenizer, make_tokenizer
 
 BASE_FILE = "base.safetensors"
 TRAINED_FILE = "trained.safetensors"
@@ -513,14 +514,16 @@ def resolve_dtype(dtype, config: AnyRefConfig) -> torch.dtype:
     return DTYPES[value]
 
 
-def load_pipeline(cls, path_or_preset, device=None, dtype=None):
+def load_pipeline(cls, path_or_preset, device=None, dtype=None, *, quantization=None,
+                  merge_lora=False, random_weights=False, compile=False):
     """See ``AnyRefPipeline.from_pretrained``."""
     path = Path(os.path.expanduser(str(path_or_preset)))
     if path.exists() or path.is_symlink():
         path = resolve_model_path(path, what="checkpoint",
                                   hint="give a checkpoint folder written by save_pretrained")
         folder: Optional[Path] = path if path.is_dir() else path.parent
-        verify_manifest(folder)
+        if not random_weights:
+            verify_manifest(folder)
         config = AnyRefConfig.load(path)
     elif str(path_or_preset) in preset_names():
         config = get_preset(str(path_or_preset))
@@ -528,24 +531,75 @@ def load_pipeline(cls, path_or_preset, device=None, dtype=None):
     else:
         raise FileNotFoundError(f"{path_or_preset!r} is neither a checkpoint folder nor a preset "
                                 f"(presets: {', '.join(preset_names())})")
-    return pipeline_from_config(cls, config, folder, device=device, dtype=dtype)
+    return pipeline_from_config(cls, config, folder, device=device, dtype=dtype,
+                                quantization=quantization, merge_lora=merge_lora,
+                                random_weights=random_weights, compile=compile)
 
 
 def pipeline_from_config(cls, config: AnyRefConfig, folder: Optional[Path] = None,
-                         device=None, dtype=None):
+                         device=None, dtype=None, *, quantization=None, merge_lora=False,
+                         random_weights=False, compile=False):
     """Build ``cls`` (a pipeline class) from ``config``; relative paths in it
-    are resolved against ``folder`` (else the working directory)."""
+    are resolved against ``folder`` (else the working directory).
+
+    ``quantization``: None (the config's), "none", "8bit" or "4bit" (see
+    ``optimize.py``); ``merge_lora``: merge the LoRA adapter into the base
+    weights (inference only: such a pipeline cannot be trained into or
+    saved); ``random_weights``: the architecture with random weights on
+    ``device``, no weight file read (a stand-in tokenizer of the same
+    vocabulary size when the LLaMA one is not at hand); ``compile``:
+    ``torch.compile`` the language model and mask decoder (CUDA only).
+    """
     config = copy.deepcopy(config)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, config)
-    files = resolve_files(config, folder)
-    tokenizer = make_tokenizer(config, _tokenizer_folder(config, folder, files))
+    mode = O.resolve_quantization(quantization, config.quantization)
+    bnb = O.check_quantization(mode, torch_device)  # before anything heavy
+    if random_weights:
+        files: Dict[str, Path] = {}
+        tokenizer = _random_weights_tokenizer(config, folder)
+    else:
+        files = resolve_files(config, folder)
+        tokenizer = make_tokenizer(config, _tokenizer_folder(config, folder, files))
     config.language.vocab_size = len(tokenizer)
-    model, sources, base_rows = build_model(config, files, torch_dtype)
+    generator = None
+    if random_weights:
+        from accelerate import init_empty_weights
+
+        with init_empty_weights():  # parameters on "meta"; buffers (small) real
+            model = AnyRefModel(config)
+        sources: Dict[str, Optional[str]] = {canonical(k): None for k in model.state_dict()}
+        base_rows: Dict[str, int] = {}
+        generator = O.random_generator(torch_device, config.init_seed)
+    else:
+        model, sources, base_rows = build_model(config, files, torch_dtype)
+    detached = O.detach_language_linears(model) if mode is not None else []
+    if random_weights:
+        O.materialise(model, torch_device, torch_dtype, generator)
     model.place(torch_device, torch_dtype)
-    if config.quantization is not None:
-        quantize_language_model(model, config.quantization, torch_device)
-    return cls(model, tokenizer, config, sources=sources, folder=folder, base_rows=base_rows)
+    if merge_lora:
+        O.merge_lora(model)
+    O.attach_language_linears(detached, device=torch_device, dtype=torch_dtype, merge=merge_lora,
+                              bnb=bnb, mode=mode, generator=generator)
+    if merge_lora and config.lora is not None:
+        model.lora_merged = True
+    config.quantization = mode
+    if compile:
+        O.compile_model(model, torch_device)
+    return cls(model.eval(), tokenizer, config, sources=sources, folder=folder, base_rows=base_rows)
+
+
+def _random_weights_tokenizer(config: AnyRefConfig, folder: Optional[Path]):
+    """The config's tokenizer when its files are at hand, else (a LLaMA
+    tokenizer) a stand-in of the same vocabulary size."""
+    tok_folder = _tokenizer_folder(config, folder, {})
+    if tok_folder is not None and tok_folder.is_dir():
+        return make_tokenizer(config, tok_folder)
+    if config.tokenizer.kind != "pretrained":
+        return make_tokenizer(config)
+    tokenizer = build_stand_in_tokenizer(config)
+    add_model_tokens(tokenizer, config.tokens)
+    return tokenizer
 
 
 def _tokenizer_folder(config: AnyRefConfig, folder: Optional[Path], files) -> Optional[Path]:
@@ -562,38 +616,6 @@ def _tokenizer_folder(config: AnyRefConfig, folder: Optional[Path], files) -> Op
     return None
 
 
-def quantize_language_model(model: AnyRefModel, mode: str, device: torch.device) -> None:
-    """Swap the LLM's decoder linear layers for bitsandbytes 8/4-bit ones."""
-    if mode not in ("8bit", "4bit"):
-        raise ValueError(f"quantization: expected '8bit', '4bit' or null, got {mode!r}")
-    try:
-        import bitsandbytes as bnb
-    except ImportError:
-        raise ImportError(f"quantization={mode!r} needs bitsandbytes, which is not installed "
-                          "(pip install bitsandbytes; CUDA only)") from None
-    if device.type != "cuda":
-        raise ValueError(f"quantization={mode!r} runs on CUDA only; got device {device}")
-    layers = model.language_model.model.layers
-    for module_name, module in list(layers.named_modules()):
-        if "lora_" in module_name:  # the adapter stays in full precision
-            continue
-        for child_name, child in list(module.named_children()):
-            if type(child) is not torch.nn.Linear or child_name.startswith("lora_"):
-                continue
-            weight = child.weight.data.to("cpu", torch.float16)
-            if mode == "8bit":
-                new = bnb.nn.Linear8bitLt(child.in_features, child.out_features, child.bias is not None,
-                                          has_fp16_weights=False, threshold=6.0)
-                new.weight = bnb.nn.Int8Params(weight, requires_grad=False, has_fp16_weights=False)
-            else:
-                new = bnb.nn.Linear4bit(child.in_features, child.out_features, child.bias is not None,
-                                        compute_dtype=torch.float16, quant_type="nf4")
-                new.weight = bnb.nn.Params4bit(weight, requires_grad=False, quant_type="nf4")
-            if child.bias is not None:
-                new.bias = torch.nn.Parameter(child.bias.data.to(torch.float16), requires_grad=False)
-            setattr(module, child_name, new.to(device))
-
-
 # -------------------------------------------------------------------- save
 def save_pipeline(pipe, folder) -> None:
     """Write ``config.json``/``config.yaml``, the tokenizer, ``trained.safetensors``
@@ -603,6 +625,10 @@ def save_pipeline(pipe, folder) -> None:
     the files written here (checked when the folder is loaded)."""
     from safetensors.torch import save_file
 
+    if getattr(pipe.model, "lora_merged", False) or O.is_quantized(pipe.model):
+        raise ValueError("this pipeline was loaded for inference (LoRA merged into the base weights "
+                         "or a quantized language model) and cannot be saved: load the checkpoint "
+                         "with merge_lora=False and quantization='none' to save or train it")
     folder = Path(folder).resolve()
     folder.mkdir(parents=True, exist_ok=True)
     config = copy.deepcopy(pipe.config)

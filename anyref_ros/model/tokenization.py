@@ -43,6 +43,25 @@ def build_word_level_tokenizer(words: Iterable[str]):
                                    unk_token=UNK, pad_token=UNK, padding_side="right")
 
 
+def build_stand_in_tokenizer(config: AnyRefConfig):
+    """A word-level tokenizer of exactly ``config.language.vocab_size`` tokens
+    once the model tokens are added (the LLaMA vocabulary's size), for random
+    full-size weights without the LLaMA tokenizer files: the prompt
+    templates' words and a small scene vocabulary, then filler tokens
+    ``<extra_N>``. Prompts come out about as long as with LLaMA's tokenizer
+    (the image features dominate); answers are meaningless, as the weights are."""
+    from .presets import TINY_WORDS
+
+    words = list(dict.fromkeys(TINY_WORDS))
+    natural = 4 + 2 * len(words)  # UNK BOS EOS WORD_MARK, then each word and "▁word"
+    target = config.language.vocab_size - len(config.tokens.added_tokens())
+    words += [f"extra{i}" for i in range(max(0, (target - natural) // 2))]
+    tokenizer = build_word_level_tokenizer(words)
+    if len(tokenizer) < target:  # an odd gap
+        tokenizer.add_tokens(["<extra>"])
+    return tokenizer
+
+
 def add_model_tokens(tokenizer, tokens: TokenConfig) -> int:
     """Add the model's tokens in order; returns how many were new."""
     from tokenizers import AddedToken

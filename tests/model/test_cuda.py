@@ -36,3 +36,16 @@ def test_cuda_saved_checkpoint_loads_on_cuda(tiny, image, tmp_path):
     pipe = AnyRefPipeline.from_pretrained(tmp_path / "ckpt", device="cuda:0")
     ref = pipe.segment(image, text="cat")
     assert ref.mask.shape == image.shape[:2]
+
+
+@pytest.mark.parametrize("mode", ["8bit", "4bit"])
+def test_cuda_quantized_merged_random_and_compiled(image, mode):
+    pytest.importorskip("bitsandbytes")
+    pipe = AnyRefPipeline.from_pretrained("tiny", device="cuda", dtype="bfloat16", quantization=mode,
+                                          merge_lora=True, random_weights=True, compile=True)
+    q_proj = pipe.model.language_model.model.layers[0].self_attn.q_proj
+    assert type(q_proj).__module__.startswith("bitsandbytes") and q_proj.weight.device.type == "cuda"
+    feats = pipe.encode_image(image)
+    first = pipe.segment(feats, text="cat")
+    assert first.mask.shape == image.shape[:2]
+    assert np.array_equal(pipe.segment(feats, text="cat").mask, first.mask)  # compiled: same again
