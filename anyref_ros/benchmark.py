@@ -3,12 +3,31 @@
     anyref-benchmark                                   # model/toy on the default device
     anyref-benchmark --checkpoint tiny --device cpu --repeats 5
     anyref-benchmark --checkpoint /models/anyref --device cuda:0 --dtype float16 --size 1280x720
+    anyref-benchmark --preset anyref-7b --random-weights --device cuda --dtype bfloat16 --quantization 4bit
 
 For each reference type it reports the median and best wall time over
 ``--repeats`` runs, on a frame that is already encoded (the node's per-frame
 cache) and with the image encoders included, plus load time and peak memory
-(process RSS; on CUDA also torch's peak allocation). Nothing here is a
-pass/fail threshold: compare the numbers with README's table.
+(process RSS; on CUDA also torch's peak allocation).  The same JSON object
+also holds these flat headline figures (medians, milliseconds unless named
+otherwise):
+
+* ``single_query_ms``: one text query on a new frame, through the
+  ``Engine``, encoding included;
+* ``eight_queries_same_frame_ms``: eight different text queries about one
+  new frame submitted at once to the ``Engine``, until the last answer;
+* ``cached_query_ms``: one text query on an already encoded frame;
+* ``prefix_cache_speedup``: that query without / with the shared-prefix KV
+  cache (``prefix_cache_lm_speedup``: its language-model stage alone);
+* ``forced_vs_generate_speedup``: a text query answered by greedy generation
+  / by the forced single pass;
+* ``overhead_ms_720p``: everything outside the network for a 1280x720
+  ``sensor_msgs/Image`` (``anyref_ros.nodes.anyref.overhead``; null where
+  the ROS messages cannot be imported);
+* ``peak_memory_mb``: CUDA's peak allocation on a GPU, else the process's peak RSS.
+
+Nothing here is a pass/fail threshold: compare the numbers with
+``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -35,16 +54,147 @@ def _timed(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> 
     return {"median_ms": round(statistics.median(times), 3), "best_ms": round(min(times), 3)}
 
 
-def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tuple[int, int], repeats: int) -> dict:
+def _load(checkpoint: str, device: Optional[str], dtype: Optional[str], **options):
+    """``AnyRefPipeline.from_pretrained`` with ``options`` (quantization,
+    random_weights) passed only when set."""
+    import inspect
+
+    from anyref_ros.model import AnyRefPipeline
+
+    options = {k: v for k, v in options.items() if v}
+    accepted = inspect.signature(AnyRefPipeline.from_pretrained).parameters
+    if all(k in accepted for k in options):
+        return AnyRefPipeline.from_pretrained(checkpoint, device=device, dtype=dtype, **options)
+    from anyref_ros.model.loading import load_pipeline
+
+    return load_pipeline(AnyRefPipeline, checkpoint, device=device, dtype=dtype, **options)
+
+
+def _scene_queries(world, count: int = 8) -> tuple:
+    """The first toy text sample whose scene can be named ``count`` different
+    ways ("{colour} {shape}", "{shape}", "{colour} object" for present
+    objects); returns (sample, queries)."""
+    best = None
+    for index in range(200):
+        sample = world.sample(index, "text")
+        objects = sample.metadata["objects"]
+        shapes = [o["shape"] for o in objects]
+        colours = [o["colour"] for o in objects]
+        forms = [sample.query]
+        for o in objects:
+            forms.append(f"{o['colour']} {o['shape']}")
+            if shapes.count(o["shape"]) == 1:
+                forms.append(o["shape"])
+            if colours.count(o["colour"]) == 1:
+                forms.append(f"{o['colour']} object")
+        forms = list(dict.fromkeys(forms))
+        if best is None or len(forms) > len(best[1]):
+            best = (sample, forms)
+        if len(forms) >= count:
+            break
+    sample, forms = best
+    return sample, (forms * count)[:count]
+
+
+def _paired(fns: dict, repeats: int, sync: Callable[[], None]) -> dict[str, float]:
+    """Median milliseconds of each function, run in turns (one of each per
+    repeat), so that a load that comes and goes weighs on all of them alike."""
+    times: dict[str, list] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            sync()
+            times[name].append((time.perf_counter() - t) * 1000.0)
+    return {name: round(statistics.median(v), 3) for name, v in times.items()}
+
+
+def headline(pipe, image, queries: list, repeats: int, sync: Callable[[], None]) -> dict:
+    """The flat figures of the module docstring (all but overhead and memory)."""
+    from anyref_ros.engine import Engine, Frame, Request
+
+    keys = iter(range(1, 1 << 30))
+    engine = Engine(pipe, max_queue=len(queries), max_batch=len(queries), cache_frames=2)
+    try:
+        def one() -> None:
+            engine.submit(Request(frame=Frame(image=image, key=next(keys)), text=queries[0])).result(600)
+
+        def eight() -> None:
+            frame = Frame(image=image, key=next(keys))
+            jobs = [engine.submit(Request(frame=frame, text=q)) for q in queries]
+            for job in jobs:
+                job.result(600)
+
+        one(), eight()  # warm-up
+        before = engine.stats()
+        new_frame = _paired({"one": one, "eight": eight}, repeats, sync)
+        after = engine.stats()
+    finally:
+        engine.close()
+    batches = after.get("batches", 0) - before.get("batches", 0)
+    features = pipe.encode_image(image)
+
+    lm_ms: dict[str, list] = {"with": [], "without": []}
+
+    def cached(prefix_cache: bool = True, decoding: str = "auto", name: str = ""):
+        def query() -> None:
+            was, pipe.prefix_cache = pipe.prefix_cache, prefix_cache
+            try:
+                referral = pipe.segment(features, text=queries[0], decoding=decoding)
+            finally:
+                pipe.prefix_cache = was
+            if name:
+                lm_ms[name].append(referral.timings["language_model"] * 1000.0)
+        return query
+
+    fns = {"with": cached(name="with"), "without": cached(prefix_cache=False, name="without"),
+           "greedy": cached(decoding="greedy")}
+    for fn in fns.values():
+        fn()
+    for warm_up in lm_ms.values():
+        warm_up.clear()
+    on_frame = _paired(fns, repeats, sync)
+    lm = {name: statistics.median(v) for name, v in lm_ms.items()}
+    return {
+        "single_query_ms": new_frame["one"],
+        "eight_queries_same_frame_ms": new_frame["eight"],
+        "eight_over_single": round(new_frame["eight"] / new_frame["one"], 3),
+        # model calls the eight queries took (1: one batch); the single queries take one each
+        "eight_queries_model_calls": round((batches - repeats) / repeats, 2),
+        "cached_query_ms": on_frame["with"],
+        "cached_query_without_prefix_cache_ms": on_frame["without"],
+        "prefix_cache_speedup": round(on_frame["without"] / on_frame["with"], 3),
+        # the language-model stage alone (what the prefix cache shortens)
+        "prefix_cache_lm_speedup": round(lm["without"] / lm["with"], 3),
+        "generated_query_ms": on_frame["greedy"],
+        "forced_vs_generate_speedup": round(on_frame["greedy"] / on_frame["with"], 3),
+    }
+
+
+def overhead(config) -> dict:
+    """``overhead_ms_720p`` from the node's overhead measurement, or null with the reason."""
+    try:
+        from anyref_ros.nodes.anyref.overhead import measure_overhead
+    except Exception as exc:  # noqa: BLE001 - ROS messages missing: figure left out
+        return {"overhead_ms_720p": None, "overhead_error": f"{type(exc).__name__}: {exc}"[:300]}
+    data = measure_overhead(config, size=(1280, 720), repeats=20)
+    return {"overhead_ms_720p": data.get("overhead_ms_720p"), "overhead": data}
+
+
+def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tuple[int, int], repeats: int,
+        quantization: Optional[str] = None, random_weights: bool = False, threads: int = 0) -> dict:
+    import os
+
     import torch
 
     from anyref_ros.data.toy import ToyWorld
-    from anyref_ros.model import AnyRefPipeline
 
     t = time.perf_counter()
-    pipe = AnyRefPipeline.from_pretrained(checkpoint, device=device, dtype=dtype)
+    pipe = _load(checkpoint, device, dtype, quantization=quantization, random_weights=random_weights)
     load_s = time.perf_counter() - t
     dev = pipe.model.device
+    if dev.type == "cpu":  # as the node's cpu_threads: 0 = half the usable cores
+        torch.set_num_threads(threads if threads > 0 else max(1, len(os.sched_getaffinity(0)) // 2))
 
     def sync() -> None:
         if dev.type == "cuda":
@@ -52,6 +202,7 @@ def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tupl
 
     world = ToyWorld(seed=3, size=size)
     samples = {task: world.sample(i, task) for i, task in enumerate(("text", "exemplar", "audio", "region"))}
+    samples["text"], text_queries = _scene_queries(world)
     image = samples["text"].image
     box = samples["region"].box
     region = (box[0], box[1], box[2] + 1, box[3] + 1)  # inclusive -> exclusive max
@@ -74,7 +225,9 @@ def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tupl
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     features = pipe.encode_image(image)
-    result = {
+    result = headline(pipe, image, text_queries, repeats, sync)
+    result.update(overhead(pipe.config))
+    result.update({
         "checkpoint": checkpoint,
         "device": str(dev),
         "dtype": str(next(pipe.model.parameters()).dtype).replace("torch.", ""),
@@ -86,9 +239,15 @@ def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tupl
         "query_with_encoding": {k: _timed(lambda q=q: q(image), repeats, sync) for k, q in queries.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
         "host": {"python": platform.python_version(), "torch": torch.__version__, "cpu_threads": torch.get_num_threads()},
-    }
+    })
+    if quantization:
+        result["quantization"] = quantization
+    if random_weights:
+        result["random_weights"] = True
+    result["peak_memory_mb"] = result["peak_rss_mb"]
     if dev.type == "cuda":
         result["cuda_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
+        result["peak_memory_mb"] = result["cuda_peak_allocated_mb"]
         result["host"]["gpu"] = torch.cuda.get_device_name(dev)
     return result
 
@@ -100,6 +259,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     ap.add_argument("--dtype", default=None, help="float32, bfloat16 or float16 (default: the checkpoint's)")
     ap.add_argument("--size", default="640x480", help="frame size WxH (default 640x480)")
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=0,
+                    help="torch threads on a CPU; 0 (default) = half the usable cores, as the node's cpu_threads")
+    ap.add_argument("--quantization", choices=("none", "8bit", "4bit"), default=None,
+                    help="language-model weights: none, 8bit or 4bit (bitsandbytes, CUDA; default: the checkpoint's)")
+    ap.add_argument("--preset", default=None, metavar="NAME",
+                    help="benchmark a preset's architecture (tiny, anyref-7b, lisa-7b) instead of --checkpoint")
+    ap.add_argument("--random-weights", action="store_true",
+                    help="random weights (with --preset: the full-size model without weight files; "
+                         "time does not depend on the values)")
     args = ap.parse_args(argv)
     try:
         w, h = (int(v) for v in args.size.lower().split("x"))
@@ -108,7 +276,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     from anyref_ros import ros_env
 
     ros_env.configure()  # offline hubs
-    print(json.dumps(run(args.checkpoint, args.device, args.dtype, (w, h), max(1, args.repeats)), indent=2))
+    checkpoint = args.preset or args.checkpoint
+    print(json.dumps(run(checkpoint, args.device, args.dtype, (w, h), max(1, args.repeats),
+                         quantization=args.quantization, random_weights=args.random_weights,
+                         threads=args.threads), indent=2))
     return 0
 
 

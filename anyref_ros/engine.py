@@ -15,12 +15,17 @@ What it does for the node:
   from two threads at once;
 * a **bounded queue**: :meth:`Engine.submit` raises :class:`QueueFull` at
   once instead of letting requests pile up;
-* a **per-frame cache** of encoded images (SAM embedding + CLIP features):
+* a **per-frame cache** of encoded images (SAM embedding + CLIP features,
+  and the language model's run over the prompt start every query shares):
   several queries on the same camera frame pay the image encoders once;
+* **batches**: once a frame is encoded, the queries waiting for the same
+  frame (up to ``max_batch`` in all) join the running one and go through
+  ``AnyRefPipeline.segment_batch`` together (they overtake queries on other
+  frames); each still gets its own result, error and cancel;
 * **stages** reported through a callback (for action feedback), **cancel**
   before or between stages, and **statistics** (per-stage latency, queue
-  depth, cache hits, the last internal error, consecutive failures) for
-  diagnostics;
+  depth, cache hits, batch sizes, the last internal error, consecutive
+  failures) for diagnostics;
 * **errors stay in their job**: an exception inside the model fails that
   query (its message on the job) and the worker goes on with the next one;
 * **out of memory** (``torch.OutOfMemoryError`` or a ``RuntimeError`` whose
@@ -43,7 +48,8 @@ an engine is created; the node's tests set it for real node processes).
 Comma-separated items, queries numbered from 1 in the order the worker
 starts them (a node's warm-up query is query 1):
 
-* ``exception:N``: query N raises ``RuntimeError`` inside the model call;
+* ``exception:N``: query N raises ``RuntimeError`` inside the model call
+  (only that query fails, also when it was batched with others);
 * ``oom:N`` / ``oom:NxK``: the first K (default 1) attempts of query N
   raise an out-of-memory error inside the model call (K=1: the retry
   succeeds; K>=2: the job reports :class:`OutOfMemory`);
@@ -234,6 +240,7 @@ class Job:
     _result: Any = None
     _error: Optional[BaseException] = None
     _finishing: bool = field(default=False, repr=False)
+    _number: int = field(default=0, repr=False)  # order in which the worker started it (fault plans)
     _cancel_reason: Optional[str] = field(default=None, repr=False)
 
     def cancel(self, reason: Optional[str] = None) -> bool:
@@ -282,16 +289,20 @@ class Job:
 class Engine:
     """Runs queries on an ``AnyRefPipeline`` in one worker thread.
 
-    ``faults``: a test-only :class:`FaultPlan`; None reads
+    ``max_batch``: most queries on one frame answered in one batch (1: one
+    at a time).  ``faults``: a test-only :class:`FaultPlan`; None reads
     ``ANYREF_TEST_FAULTS`` if it is set (module docstring).
     """
 
-    def __init__(self, pipeline, *, max_queue: int = 4, cache_frames: int = 2,
+    def __init__(self, pipeline, *, max_queue: int = 4, cache_frames: int = 2, max_batch: int = 8,
                  faults: Optional[FaultPlan] = None) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be >= 1")
+        if max_batch < 1:
+            raise ValueError("max_batch must be >= 1")
         self.pipeline = pipeline
         self.max_queue = int(max_queue)
+        self.max_batch = int(max_batch)
         self.cache_frames = max(0, int(cache_frames))
         self.faults = faults if faults is not None else FaultPlan.from_env()
         self._queue: collections.deque[Job] = collections.deque()
@@ -300,7 +311,8 @@ class Engine:
         self._ids = itertools.count(1)
         self._queries = 0  # queries started by the worker (numbers the fault plan uses)
         self._closed = False
-        self._running: Optional[Job] = None
+        self._running: list[Job] = []
+        self._max_batch_seen = 0
         self._stats = collections.Counter()
         self._stage_ms: dict[str, float] = {}
         self._last_error: Optional[str] = None
@@ -351,14 +363,25 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         """Counters (submitted, succeeded, failed, cancelled, rejected,
-        frames_encoded, cache_hits, oom_retries), the last latency of each
+        frames_encoded, cache_hits, oom_retries, batches: model calls,
+        batched_queries: queries in them), ``mean_batch`` and
+        ``max_batch_seen`` (queries per model call), ``prefix_built``,
+        ``prefix_used``, ``prefix_missed`` (the pipeline's shared-prompt KV
+        cache: frames whose prompt start ran, queries that continued from it,
+        queries whose prompt did not start with it), the last latency of each
         stage in milliseconds, and for diagnostics ``last_error`` (type and
         message of the last error that was not bad input, or None) and
         ``consecutive_failures`` (such errors since the last success)."""
         with self._cond:
             out: dict[str, Any] = dict(self._stats)
             out["queue_depth"] = len(self._queue)
-            out["busy"] = self._running is not None
+            out["busy"] = bool(self._running)
+            batches = self._stats.get("batches", 0)
+            out["mean_batch"] = round(self._stats.get("batched_queries", 0) / batches, 3) if batches else 0.0
+            out["max_batch_seen"] = self._max_batch_seen
+            counters = getattr(self.pipeline, "counters", None)
+            if isinstance(counters, dict):
+                out.update({k: int(v) for k, v in counters.items()})
             out["cached_frames"] = len(self._cache)
             out["stage_ms"] = dict(self._stage_ms)
             out["last_error"] = self._last_error
@@ -385,17 +408,18 @@ class Engine:
             self._closed = True
             pending = list(self._queue)
             self._queue.clear()
-            running = self._running
+            running = list(self._running)
             self._cond.notify_all()
         for job in pending:
             job.cancel()
             self._finish(job, error=Cancelled("the engine shut down before this query ran"))
-        if running is not None:
-            running.cancel(reason)
+        for job in running:
+            job.cancel(reason)
         if self._worker is not threading.current_thread():
             self._worker.join(max(0.0, float(timeout)))
-        if running is not None and not running.done():
-            self._finish(running, error=Cancelled(reason))
+        for job in running:
+            if not job.done():
+                self._finish(job, error=Cancelled(reason))
         with self._cond:
             self._cache.clear()
             self.pipeline = None
@@ -409,72 +433,144 @@ class Engine:
                 if self._closed and not self._queue:
                     return
                 job = self._queue.popleft()
-                self._running = job
-                self._queries += 1
-                query, pipeline = self._queries, self.pipeline
+                self._start(job)
+                pipeline = self.pipeline
             try:
-                result = self._execute(job, query, pipeline)
-            except BaseException as exc:  # noqa: BLE001 - reported through the job
+                self._execute(job, pipeline)
+            except BaseException as exc:  # noqa: BLE001 - reported through the jobs
                 _drop_tracebacks(exc)  # their frames would keep tensors (and the model) alive
-                self._finish(job, error=exc)
-            else:
-                self._finish(job, result=result)
+                for running in list(self._running):
+                    self._finish(running, error=exc)
             finally:
-                result = pipeline = None  # a closed engine's model is freed once this call is over
+                pipeline = None  # a closed engine's model is freed once this call is over
                 with self._cond:
-                    self._running = None
+                    self._running = []
 
-    def _execute(self, job: Job, query: int, pipeline) -> Any:
-        """Run ``job``; on out-of-memory free what can be freed and retry once."""
+    def _start(self, job: Job) -> None:
+        """Mark ``job`` as running (call with the lock held)."""
+        self._running.append(job)
+        self._queries += 1
+        job._number = self._queries
         job.started = time.monotonic()
+
+    def _execute(self, first: Job, pipeline) -> None:
+        """Run ``first`` and the jobs that join it (same frame), finish each;
+        on out-of-memory free what can be freed and retry those jobs once."""
         if pipeline is None:
-            raise Cancelled(job._cancel_reason or CLOSED_WHILE_RUNNING)
-        failure = None
+            self._finish(first, error=Cancelled(first._cancel_reason or CLOSED_WHILE_RUNNING))
+            return
+        jobs, failures = [first], {}
         for attempt in (1, 2):
-            self._check_cancel(job)
-            try:
-                return self._attempt(job, query, attempt, pipeline)
-            except Exception as exc:  # noqa: BLE001
-                if not is_out_of_memory(exc):
-                    raise
-                failure = _first_line(exc)
-            # Outside the except block: the error's traceback (and the tensors
-            # its frames hold) is gone before memory is released.
+            outcomes = self._attempt(jobs, attempt, pipeline)
+            jobs = []
+            for job, outcome in outcomes:
+                if isinstance(outcome, BaseException) and is_out_of_memory(outcome):
+                    failures[job.id] = _first_line(outcome)
+                    jobs.append(job)
+                elif isinstance(outcome, BaseException):
+                    _drop_tracebacks(outcome)
+                    self._finish(job, error=outcome)
+                else:
+                    self._finish(job, result=outcome)
+            outcomes = outcome = None  # no reference to the error's tensors while memory is freed
+            if not jobs:
+                return
             self._release_memory()
             if attempt == 1:
                 with self._cond:
-                    self._stats["oom_retries"] += 1
-        raise OutOfMemory(f"out of memory while running this query, also after freeing cached frames "
-                          f"and retrying once ({failure}); what to do: {OOM_ADVICE}")
+                    self._stats["oom_retries"] += len(jobs)
+        for job in jobs:
+            self._finish(job, error=OutOfMemory(
+                f"out of memory while running this query, also after freeing cached frames and retrying "
+                f"once ({failures[job.id]}); what to do: {OOM_ADVICE}"))
 
-    def _attempt(self, job: Job, query: int, attempt: int, pipeline) -> Any:
-        req = job.request
-        job._set_stage(STAGE_ENCODING_IMAGE)
+    def _attempt(self, jobs: list[Job], attempt: int, pipeline) -> list[tuple[Job, Any]]:
+        """One try of ``jobs`` (same frame): their results or errors.  On the
+        first try, the queries waiting for the same frame join once it is encoded."""
+        outcomes: list[tuple[Job, Any]] = []
+        live = []
+        for job in jobs:
+            if job.cancelled:
+                outcomes.append((job, Cancelled(job._cancel_reason or f"job {job.id} was cancelled")))
+                continue
+            live.append(job)
+            job._set_stage(STAGE_ENCODING_IMAGE)
+        if not live:
+            return outcomes
+        frame = live[0].request.frame
         t = time.perf_counter()
-        features = self._features(req.frame, pipeline)
-        job.timings["image_encoder"] = time.perf_counter() - t
-        self._check_cancel(job)
-        job._set_stage(STAGE_GENERATING)
+        try:
+            features = self._features(frame, pipeline)
+        except Exception as exc:  # noqa: BLE001 - every job of this frame gets it
+            outcomes.extend((job, exc) for job in live)
+            return outcomes
+        for job in live:
+            job.timings["image_encoder"] = time.perf_counter() - t
+        if attempt == 1 and self.max_batch > len(live):
+            for job in self._take_same_frame(frame, self.max_batch - len(live)):
+                job._set_stage(STAGE_ENCODING_IMAGE)
+                job.timings["image_encoder"] = 0.0
+                live.append(job)
+        ready = []
+        for job in live:
+            try:
+                self._check_cancel(job)
+                job._set_stage(STAGE_GENERATING)
+                if self.faults is not None:
+                    self.faults.inject(job, job._number, attempt)
+            except Exception as exc:  # noqa: BLE001 - that job's own outcome
+                outcomes.append((job, exc))
+            else:
+                ready.append(job)
+        if not ready:
+            return outcomes
+        with self._cond:
+            self._stats["batches"] += 1
+            self._stats["batched_queries"] += len(ready)
+            self._max_batch_seen = max(self._max_batch_seen, len(ready))
         t = time.perf_counter()
-        if self.faults is not None:
-            self.faults.inject(job, query, attempt)
-        if req.kind == "describe":
-            referral = pipeline.describe(features, req.box)
-        else:
-            referral = pipeline.segment(
-                features,
-                text=req.text,
-                exemplar=req.exemplar,
-                exemplar_mask=req.exemplar_mask,
-                audio=req.audio,
-                sample_rate=req.sample_rate,
-                refocus_lambda=req.refocus_lambda,
-            )
-        job.timings["query"] = time.perf_counter() - t
-        for name, seconds in getattr(referral, "timings", {}).items():
-            if name != "image_encoder":
-                job.timings[name] = seconds
-        return referral
+        try:
+            if len(ready) == 1:
+                results = [self._call(pipeline, features, ready[0].request)]
+            else:
+                results = pipeline.segment_batch(features, [_arguments(job.request) for job in ready],
+                                                 return_exceptions=True)
+        except Exception as exc:  # noqa: BLE001 - the whole batch failed
+            results = [exc] * len(ready)
+        seconds = time.perf_counter() - t
+        for job, result in zip(ready, results):
+            outcomes.append((job, result))
+            if isinstance(result, BaseException):
+                continue
+            job.timings["query"] = seconds
+            for name, value in getattr(result, "timings", {}).items():
+                if name != "image_encoder":
+                    job.timings[name] = value
+        return outcomes
+
+    @staticmethod
+    def _call(pipeline, features, request: Request) -> Any:
+        if request.kind == "describe":
+            return pipeline.describe(features, request.box)
+        return pipeline.segment(features, **_arguments(request))
+
+    def _take_same_frame(self, frame: Frame, limit: int) -> list[Job]:
+        """Remove from the queue (and start) up to ``limit`` waiting jobs on ``frame``."""
+        taken: list[Job] = []
+        with self._cond:
+            if self._closed:
+                return taken
+            for job in list(self._queue):
+                if len(taken) >= limit:
+                    break
+                other = job.request.frame
+                if other is frame or (frame.key is not None and other.key == frame.key):
+                    self._queue.remove(job)
+                    self._start(job)
+                    taken.append(job)
+            if taken and frame.key is not None:
+                self._stats["cache_hits"] += len(taken)
+        return taken
 
     def _release_memory(self) -> None:
         """After an out-of-memory error: drop cached frames, return CUDA's cache."""
@@ -533,3 +629,12 @@ class Engine:
         job._set_stage(STAGE_DONE)
         job._done.set()
         return True
+
+
+def _arguments(request: Request) -> dict[str, Any]:
+    """``AnyRefPipeline.segment``/``segment_batch`` keyword arguments of a request."""
+    if request.kind == "describe":
+        return {"box": request.box}
+    return {"text": request.text, "exemplar": request.exemplar, "exemplar_mask": request.exemplar_mask,
+            "audio": request.audio, "sample_rate": request.sample_rate,
+            "refocus_lambda": request.refocus_lambda}

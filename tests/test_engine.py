@@ -2,7 +2,7 @@
 cache, bounded queue, cancel, errors, shutdown, and faults injected inside
 the model call with the engine's test-only FaultPlan (an exception, CUDA
 out-of-memory -- no GPU here, so the error is raised, not provoked --, a slow
-or uninterruptible generation)."""
+or uninterruptible generation), and batches of queries waiting for one frame."""
 
 from __future__ import annotations
 
@@ -251,3 +251,92 @@ def test_refocus_weight_is_per_query(pipeline, image):
     np.testing.assert_array_equal(got.mask, expected.mask)
     assert pipeline.config.refocus.segment == default
     engine.close()
+
+
+def held_first(engine, request):
+    """Submit ``request`` and hold the worker at its first stage; returns (job, release)."""
+    on_stage, entered, release = blocker()
+    job = engine.submit(request, on_stage=on_stage)
+    assert entered.wait(30)
+    return job, release
+
+
+# ------------------------------------------------------------------ batches
+# Queries waiting for the same frame are answered in one segment_batch call,
+# each with its own result, error and cancel; the statistics report batch sizes.
+
+
+def test_queries_waiting_for_one_frame_run_as_one_batch(pipeline, image):
+    engine = Engine(pipeline, max_queue=8, max_batch=8)
+    frame, other = Frame(image=image, key=1), Frame(image=image[::-1].copy(), key=2)
+    first, release = held_first(engine, Request(frame=frame, text="red circle"))
+    same = [engine.submit(Request(frame=frame, text=t)) for t in ("blue square", "the cat on the left")]
+    region = engine.submit(Request(frame=frame, box=(5, 5, 40, 30)))
+    bad = engine.submit(Request(frame=frame, text=""))
+    dropped = engine.submit(Request(frame=frame, text="never answered"))
+    elsewhere = engine.submit(Request(frame=other, text="red circle"))
+    assert engine.cancel(dropped)
+    release.set()
+    results = [job.result(timeout=120) for job in [first, *same, region]]
+    with pytest.raises(ValueError, match="text"):
+        bad.result(timeout=60)
+    with pytest.raises(Cancelled):
+        dropped.result(timeout=1)
+    assert elsewhere.result(timeout=60).mask.shape == (60, 80)
+    expected = [pipeline.segment(image, text=t) for t in ("red circle", "blue square", "the cat on the left")]
+    expected.append(pipeline.describe(image, (5, 5, 40, 30)))
+    for got, want in zip(results, expected):
+        np.testing.assert_array_equal(got.mask, want.mask)
+        assert (got.text, got.found) == (want.text, want.found)
+        assert got.score == pytest.approx(want.score, abs=1e-4)
+    stats = engine.stats()
+    # one batch of five (four answers and the bad one, refused inside it), then the other frame
+    assert stats["batches"] == 2 and stats["max_batch_seen"] == 5 and stats["mean_batch"] == 3.0
+    assert stats["frames_encoded"] == 2 and stats["cache_hits"] == 4
+    assert stats["succeeded"] == 5 and stats["failed"] == 1 and stats["cancelled"] == 1
+    assert stats["prefix_built"] >= 2 and stats["prefix_used"] >= 5 and stats["prefix_missed"] == 0
+    engine.close()
+
+
+def test_max_batch_caps_the_batch(pipeline, image):
+    engine = Engine(pipeline, max_queue=8, max_batch=2)
+    frame = Frame(image=image, key=3)
+    first, release = held_first(engine, Request(frame=frame, text="red circle"))
+    rest = [engine.submit(Request(frame=frame, text=t)) for t in ("a", "b", "c")]
+    release.set()
+    for job in [first, *rest]:
+        job.result(timeout=120)
+    stats = engine.stats()
+    assert stats["max_batch_seen"] == 2 and stats["batches"] == 2 and stats["frames_encoded"] == 1
+    engine.close()
+
+
+def test_a_fault_in_one_batched_query_fails_only_that_query(pipeline, image):
+    engine = Engine(pipeline, max_queue=8, faults=FaultPlan.parse("exception:2,oom:3"))
+    frame = Frame(image=image, key=4)
+    first, release = held_first(engine, Request(frame=frame, text="red circle"))
+    second = engine.submit(Request(frame=frame, text="blue square"))
+    third = engine.submit(Request(frame=frame, text="green"))
+    release.set()
+    assert first.result(timeout=120).mask.shape == (60, 80)
+    with pytest.raises(RuntimeError, match="injected fault: query 2"):
+        second.result(timeout=60)
+    assert third.result(timeout=120).mask.shape == (60, 80)  # retried once after out of memory
+    stats = engine.stats()
+    assert stats["oom_retries"] == 1 and stats["succeeded"] == 2 and stats["failed"] == 1
+    engine.close()
+
+
+def test_close_answers_every_job_of_a_running_batch(pipeline, image):
+    engine = Engine(pipeline, max_queue=8, faults=FaultPlan(hang=1.0))
+    frame = Frame(image=image, key=5)
+    first, release = held_first(engine, Request(frame=frame, text="red circle"))
+    second = engine.submit(Request(frame=frame, text="blue square"))
+    release.set()
+    threading.Event().wait(0.3)  # both are in the (hanging) model call now
+    engine.close(timeout=0.2, reason="deactivated")
+    for job in (first, second):
+        with pytest.raises(Cancelled, match="deactivated"):
+            job.result(timeout=10)
+    engine._worker.join(30)  # the late model call ends before the test does
+    assert not engine._worker.is_alive()

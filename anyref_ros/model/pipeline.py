@@ -10,6 +10,14 @@ such features.
     r = pipe.segment(feats, text="the red cup")             # forced decoding
     r = pipe.segment(feats, audio=wave, sample_rate=48000)  # greedy decoding
     r = pipe.describe(feats, box=(10, 20, 110, 90))
+    rs = pipe.segment_batch(feats, [dict(text="the cup"), dict(text="the box")])
+
+Every query on one ``ImageFeatures`` shares the start of its prompt (system
+prompt, image, fixed start of the user turn): its language-model KV cache is
+computed once per frame, kept on the features (``ImageFeatures.prefix``) and
+reused (``AnyRefPipeline.prefix_cache``, on by default).  ``segment_batch``
+runs forced text queries as one padded batch and every ``[SEG]`` through the
+mask decoder at once; the answers equal those of one call each.
 """
 
 from __future__ import annotations
@@ -18,17 +26,17 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from . import processing as P
 from .config import AnyRefConfig
-from .generation import Trace, forced, greedy
+from .generation import Prefix, Trace, forced_batch, greedy, run_prefix
 from .modeling import AnyRefModel
-from .prompts import (AUDIO_REF, IMAGE, IMAGE_REF, build_prompt, check_user_text, question_key,
-                      tokenize_answer, tokenize_prompt)
+from .prompts import (AUDIO_REF, IMAGE, IMAGE_REF, Prompt, build_prompt, check_user_text, question_key,
+                      shared_prefix, split_prefix, tokenize_answer, tokenize_prompt)
 from .refocus import attention_row, refocus
 from .tokenization import TokenIds
 
@@ -71,7 +79,10 @@ class ImageFeatures:
 
     ``image``: the RGB array (kept for region crops, not copied);
     ``sam_embedding``: (1, C, s, s); ``sam_input_size``: its resized (h, w);
-    ``clip``: (P, llm hidden) projected CLIP patch features.
+    ``clip``: (P, llm hidden) projected CLIP patch features;
+    ``prefix``: the language model's run over the prompt start every query
+    shares (KV cache and last-layer states), made by the first query that
+    needs it and dropped with the features.
     """
 
     image: np.ndarray
@@ -79,6 +90,7 @@ class ImageFeatures:
     sam_input_size: Tuple[int, int]
     clip: torch.Tensor
     seconds: float = 0.0
+    prefix: Optional[Tuple[int, Prefix]] = field(default=None, repr=False, compare=False)
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -103,29 +115,48 @@ class AnyRefPipeline:
         # rows of embedding/LM-head matrices that came from an official file
         self.base_rows = dict(base_rows or {})
         self.folder = folder
+        #: reuse the prompt start's KV cache per frame (False: every query runs its whole prompt)
+        self.prefix_cache = True
+        #: prefix_built: frames whose shared prompt start was run; prefix_used: queries that
+        #: continued from one; prefix_missed: queries whose prompt did not start with its tokens
+        self.counters: Dict[str, int] = {"prefix_built": 0, "prefix_used": 0, "prefix_missed": 0}
+        self._prefix_segments: Optional[list] = None
+        self._token_memo: Dict[str, List[int]] = {}  # prompt chunk -> token ids (see tokenize_prompt)
 
     # ------------------------------------------------------------ loading
     @classmethod
     def from_pretrained(cls, path_or_preset: str | Path, device: Optional[str | torch.device] = None,
-                        dtype: Optional[str | torch.dtype] = None) -> "AnyRefPipeline":
+                        dtype: Optional[str | torch.dtype] = None, *, quantization: Optional[str] = None,
+                        merge_lora: bool = False, random_weights: bool = False,
+                        compile: bool = False) -> "AnyRefPipeline":
         """Load a checkpoint folder (``config.json`` + tokenizer + safetensors)
         or build a preset (``tiny``; ``anyref-7b``/``lisa-7b`` need weight
         paths, see ``WeightsConfig``).  ``device``: "cpu", "cuda", "cuda:N"
         (default: cuda if available); ``dtype``: float32/bfloat16/float16
-        (default: the config's).  Nothing is downloaded."""
+        (default: the config's).  Nothing is downloaded.
+
+        For inference (see ``optimize.py``): ``quantization`` "8bit"/"4bit"
+        (bitsandbytes; None: the config's, "none": off); ``merge_lora``: the
+        LoRA adapter merged into the base weights (such a pipeline cannot be
+        saved or trained); ``compile``: ``torch.compile`` on CUDA;
+        ``random_weights``: the full architecture with random weights built
+        directly on ``device`` in ``dtype``, no weight file needed (e.g.
+        ``from_pretrained("anyref-7b", random_weights=True)`` for timing)."""
         from .loading import load_pipeline
 
-        return load_pipeline(cls, path_or_preset, device=device, dtype=dtype)
+        return load_pipeline(cls, path_or_preset, device=device, dtype=dtype, quantization=quantization,
+                             merge_lora=merge_lora, random_weights=random_weights, compile=compile)
 
     @classmethod
     def from_config(cls, config: AnyRefConfig, device: Optional[str | torch.device] = None,
                     dtype: Optional[str | torch.dtype] = None,
-                    folder: Optional[str | Path] = None) -> "AnyRefPipeline":
-        """Build from a config object (relative weight paths against ``folder``)."""
+                    folder: Optional[str | Path] = None, **options) -> "AnyRefPipeline":
+        """Build from a config object (relative weight paths against ``folder``);
+        ``options`` as for ``from_pretrained``."""
         from .loading import pipeline_from_config
 
         return pipeline_from_config(cls, config, Path(folder) if folder is not None else None,
-                                    device=device, dtype=dtype)
+                                    device=device, dtype=dtype, **options)
 
     def save_pretrained(self, folder: str | Path) -> None:
         """Write config, tokenizer and weights to ``folder`` (see ``loading.save_pipeline``)."""
@@ -179,11 +210,90 @@ class AnyRefPipeline:
         forward pass) skips the mask decoder; that, an empty mask, or a
         generated answer without ``[SEG]`` gives ``found=False``.
         """
+        t0 = time.perf_counter()
         if decoding not in DECODINGS:
             raise ValueError(f"decoding: expected one of {DECODINGS}, got {decoding!r}")
-        t0 = time.perf_counter()
         if not isinstance(image, ImageFeatures):
             P.check_image(image)
+        query = self._segment_query(t0, text, exemplar, exemplar_mask, audio, sample_rate,
+                                    decoding=decoding, answer=answer, refocus_lambda=refocus_lambda)
+        features = self._features(image)
+        query.timings["image_encoder"] = features.seconds if features is not image else 0.0
+        return self._answer_many(features, [query])[0]
+
+    @torch.inference_mode()
+    def describe(self, image: ImageOrFeatures, box, *, decoding: str = "greedy",
+                 answer: Optional[str] = None) -> Referral:
+        """Describe the region ``box`` = (x_min, y_min, x_max, y_max) pixels
+        and segment it.  The region is cropped (1 px trimmed) and encoded
+        like an exemplar (AnyRef's ``roi=False`` path)."""
+        t0 = time.perf_counter()
+        _check_describe_decoding(decoding, answer)
+        if not isinstance(image, ImageFeatures):
+            P.check_image(image)
+            P.check_box(box, image.shape[:2])  # before the image encoders run
+        features = self._features(image)
+        query = self._describe_query(t0, features, box, decoding=decoding, answer=answer)
+        query.timings["image_encoder"] = features.seconds if features is not image else 0.0
+        return self._answer_many(features, [query])[0]
+
+    @torch.inference_mode()
+    def segment_batch(self, image: ImageOrFeatures, requests: Sequence[Mapping[str, Any]], *,
+                      return_exceptions: bool = False) -> List[Union[Referral, Exception]]:
+        """Answer several queries on one image in one call.
+
+        Each request is a mapping of ``segment``'s keyword arguments (``text``,
+        ``exemplar``, ``exemplar_mask``, ``audio``, ``sample_rate``,
+        ``decoding``, ``answer``, ``refocus_lambda``), or of ``describe``'s
+        (``box``, ``decoding``, ``answer``).  The image is encoded once, the
+        shared prompt start runs once, forced queries (text) go through the
+        language model as one padded batch, generated ones (exemplar, audio,
+        region) one after another on the shared start, and every ``[SEG]``
+        through the mask decoder at once.  The answers are those of one
+        ``segment``/``describe`` call each, in order.  ``return_exceptions``:
+        a request with bad input gets its exception in the list instead of
+        failing the call (the others are still answered).
+        """
+        if not isinstance(image, ImageFeatures):
+            P.check_image(image)
+        features = self._features(image)
+        encoded = features.seconds if features is not image else 0.0
+        results: List[Any] = [None] * len(requests)
+        queries: List[_Query] = []
+        for k, request in enumerate(requests):
+            t0 = time.perf_counter()
+            try:
+                if not isinstance(request, Mapping):
+                    raise ValueError(f"requests[{k}]: expected a mapping of segment/describe "
+                                     f"arguments, got {type(request).__name__}")
+                if "box" in request:
+                    kwargs = dict(request)
+                    box = kwargs.pop("box")
+                    decoding = kwargs.pop("decoding", "greedy")
+                    _check_describe_decoding(decoding, kwargs.get("answer"))
+                    query = self._describe_query(t0, features, box, decoding=decoding, **kwargs)
+                else:
+                    kwargs = dict(request)
+                    if kwargs.get("decoding", "auto") not in DECODINGS:
+                        raise ValueError(f"decoding: expected one of {DECODINGS}, got {kwargs['decoding']!r}")
+                    query = self._segment_query(t0, **kwargs)
+            except Exception as exc:  # noqa: BLE001 - handed back per request when asked
+                if not return_exceptions:
+                    raise
+                results[k] = exc
+                continue
+            query.timings["image_encoder"] = encoded if not queries else 0.0
+            query.index = k
+            queries.append(query)
+        if queries:
+            for query, referral in zip(queries, self._answer_many(features, queries)):
+                results[query.index] = referral
+        return results
+
+    def _segment_query(self, t0: float, text=None, exemplar=None, exemplar_mask=None, audio=None,
+                       sample_rate=None, *, decoding: str = "auto", answer: Optional[str] = None,
+                       refocus_lambda: Optional[float] = None) -> "_Query":
+        """Check a segment request, build its prompt and run its reference encoders."""
         refs = self._check_references(text, exemplar, exemplar_mask, audio, sample_rate)
         if answer is not None and decoding == "greedy":
             raise ValueError("answer: a forced answer cannot be combined with decoding='greedy'")
@@ -194,9 +304,6 @@ class AnyRefPipeline:
         if decoding == "forced" and prompt.answer is None:
             raise ValueError("decoding='forced' needs a known answer: pass text or answer")
         timings = {"checks": time.perf_counter() - t0}
-
-        features = self._features(image)
-        timings["image_encoder"] = features.seconds if features is not image else 0.0
         t = time.perf_counter()
         feats: Dict[str, torch.Tensor] = {}
         if refs.crop is not None:
@@ -207,7 +314,20 @@ class AnyRefPipeline:
         _sync(self.model.device)
         timings["reference_encoders"] = time.perf_counter() - t
         weight = self.config.refocus.segment if refocus_lambda is None else float(refocus_lambda)
-        return self._answer(features, prompt, feats, weight, timings)
+        return _Query(prompt=prompt, feats=feats, weight=weight, timings=timings)
+
+    def _describe_query(self, t0: float, features: ImageFeatures, box, *, decoding: str = "greedy",
+                        answer: Optional[str] = None) -> "_Query":
+        """Check a describe request, build its prompt and encode the region crop."""
+        region = P.check_box(box, features.size)
+        prompt = build_prompt(self.config, "region")
+        prompt.answer = _check_answer(answer) if decoding == "forced" else None
+        timings = {"checks": time.perf_counter() - t0}
+        t = time.perf_counter()
+        crop = P.crop_reference(features.image, box=region)
+        feats = {IMAGE_REF: self.model.reference_features(P.clip_pixels(crop, self.config.vision))}
+        timings["reference_encoders"] = time.perf_counter() - t
+        return _Query(prompt=prompt, feats=feats, weight=self.config.refocus.describe, timings=timings)
 
     def _check_references(self, text, exemplar, exemplar_mask, audio, sample_rate) -> "_References":
         """Validate the references of ``segment``; ValueError says what was expected."""
@@ -231,66 +351,98 @@ class AnyRefPipeline:
             raise ValueError("expected at least one reference: text, exemplar (+ exemplar_mask) or audio")
         return refs
 
-    @torch.inference_mode()
-    def describe(self, image: ImageOrFeatures, box, *, decoding: str = "greedy",
-                 answer: Optional[str] = None) -> Referral:
-        """Describe the region ``box`` = (x_min, y_min, x_max, y_max) pixels
-        and segment it.  The region is cropped (1 px trimmed) and encoded
-        like an exemplar (AnyRef's ``roi=False`` path)."""
-        if decoding not in ("greedy", "forced"):
-            raise ValueError(f"decoding: expected 'greedy' or 'forced', got {decoding!r}")
-        if decoding == "forced" and answer is None:
-            raise ValueError("decoding='forced' needs the answer to force")
-        t0 = time.perf_counter()
-        if not isinstance(image, ImageFeatures):
-            P.check_image(image)
-        size = image.size if isinstance(image, ImageFeatures) else image.shape[:2]
-        region = P.check_box(box, size)
-        prompt = build_prompt(self.config, "region")
-        prompt.answer = _check_answer(answer) if decoding == "forced" else None
-        timings = {"checks": time.perf_counter() - t0}
-        features = self._features(image)
-        timings["image_encoder"] = features.seconds if features is not image else 0.0
-        t = time.perf_counter()
-        crop = P.crop_reference(features.image, box=region)
-        feats = {IMAGE_REF: self.model.reference_features(P.clip_pixels(crop, self.config.vision))}
-        timings["reference_encoders"] = time.perf_counter() - t
-        return self._answer(features, prompt, feats, self.config.refocus.describe, timings)
-
     # ----------------------------------------------------------- internals
-    def _answer(self, features: ImageFeatures, prompt, feats: Dict[str, torch.Tensor],
-                weight: float, timings: Dict[str, float]) -> Referral:
+    def prefix(self, features: ImageFeatures) -> Optional[Prefix]:
+        """The language model's run over the prompt start shared by every
+        query (``prompts.shared_prefix``) on ``features``: computed on first
+        use, then kept on the features.  None when ``prefix_cache`` is off."""
+        if not self.prefix_cache:
+            return None
+        owner = id(self.model)
+        if features.prefix is not None and features.prefix[0] == owner:
+            return features.prefix[1]
+        if self._prefix_segments is None:
+            self._prefix_segments = shared_prefix(self.tokenizer, self.config)
+        segments = self._prefix_segments
+        if not segments:
+            return None
+        feats = {IMAGE: features.clip} if IMAGE in segments else {}
+        embeds, ids = self.model.embed_prompt(segments, feats)
+        prefix = run_prefix(self.model.language_model, embeds, ids)
+        features.prefix = (owner, prefix)
+        self.counters["prefix_built"] += 1
+        return prefix
+
+    def traces(self, features: ImageFeatures, queries: Sequence["_Query"]) -> List[Trace]:
+        """Run the language model for ``queries`` on ``features``: forced ones
+        as one batch, generated ones one after another, all continuing from
+        the shared prefix when its tokens start the prompt (else the whole
+        prompt runs).  Sets each query's ``decoding`` and its
+        ``language_model`` time (the batch's, for batched queries)."""
         model, lm = self.model, self.model.language_model
         t = time.perf_counter()
-        segments = tokenize_prompt(self.tokenizer, prompt.text, self.config)
-        embeds, ids = model.embed_prompt(segments, dict(feats, **{IMAGE: features.clip}))
-        absent = False
-        if prompt.answer is not None:
-            trace = forced(lm, embeds, ids, tokenize_answer(self.tokenizer, prompt.answer))
-            decoding = "forced"
-            absent = prompt.task == "segment" and self.says_absent(trace)
-        else:
-            trace = greedy(lm, embeds, ids, self.config.prompt.max_new_tokens, self.ids.eos)
-            decoding = "greedy"
+        prefix = self.prefix(features)
+        inputs = []
+        for q in queries:
+            segments = tokenize_prompt(self.tokenizer, q.prompt.text, self.config, self._token_memo)
+            rest = split_prefix(segments, self._prefix_segments) if prefix is not None else None
+            if prefix is not None:
+                self.counters["prefix_missed" if rest is None else "prefix_used"] += 1
+            if rest is None:
+                q.prefix = None
+                inputs.append(model.embed_prompt(segments, dict(q.feats, **{IMAGE: features.clip})))
+            else:
+                q.prefix = prefix
+                inputs.append(model.embed_prompt(rest, q.feats))
+        traces: List[Optional[Trace]] = [None] * len(queries)
+        for start in ([prefix, None] if prefix is not None else [None]):
+            batch = [k for k, q in enumerate(queries) if q.prompt.answer is not None and q.prefix is start]
+            if batch:
+                items = [(*inputs[k], tokenize_answer(self.tokenizer, queries[k].prompt.answer)) for k in batch]
+                for k, trace in zip(batch, forced_batch(lm, items, start)):
+                    traces[k], queries[k].decoding = trace, "forced"
+        for k, q in enumerate(queries):
+            if q.prompt.answer is None:
+                traces[k] = greedy(lm, *inputs[k], self.config.prompt.max_new_tokens, self.ids.eos, q.prefix)
+                q.decoding = "greedy"
         _sync(model.device)
-        timings["language_model"] = time.perf_counter() - t
+        seconds = time.perf_counter() - t
+        for q in queries:
+            q.timings["language_model"] = seconds
+        return traces
 
+    def _answer_many(self, features: ImageFeatures, queries: Sequence["_Query"]) -> List[Referral]:
+        traces = self.traces(features, queries)
         t = time.perf_counter()
-        queries = None if absent else self.seg_queries(trace, weight)
-        masks: List[np.ndarray] = []
-        scores: List[float] = []
-        if queries is not None:
-            low_res, iou = model.decode_masks(queries, features.sam_embedding)
-            logits = P.postprocess_masks(low_res, self.config.sam.image_size,
-                                         features.sam_input_size, features.size)
-            binary = (logits > self.config.sam.mask_threshold).cpu().numpy()
-            masks = [m for m in binary]
-            scores = [float(s) for s in iou.float().clamp(0.0, 1.0).cpu()]
-        _sync(model.device)
-        timings["mask_decoder"] = time.perf_counter() - t
+        vectors, owners = [], []
+        for k, (q, trace) in enumerate(zip(queries, traces)):
+            q.absent = q.decoding == "forced" and q.prompt.task == "segment" and self.says_absent(trace)
+            v = None if q.absent else self.seg_queries(trace, q.weight)
+            if v is not None:
+                vectors.append(v)
+                owners.extend([k] * v.shape[0])
+        masks: List[List[np.ndarray]] = [[] for _ in queries]
+        scores: List[List[float]] = [[] for _ in queries]
+        if vectors:
+            low_res, iou = self.model.decode_masks(torch.cat(vectors), features.sam_embedding)
+            binary = P.masks_at_size(low_res, self.config.sam.image_size, features.sam_input_size,
+                                     features.size, self.config.sam.mask_threshold)
+            iou = iou.float().clamp(0.0, 1.0).cpu().tolist()
+            for j, k in enumerate(owners):
+                masks[k].append(binary[j])
+                scores[k].append(float(iou[j]))
+        _sync(self.model.device)
+        seconds = time.perf_counter() - t
+        out = []
+        for k, (q, trace) in enumerate(zip(queries, traces)):
+            q.timings["mask_decoder"] = seconds
+            out.append(self._referral(features, q, trace, masks[k], scores[k]))
+        return out
 
-        mask = np.zeros(features.size, dtype=bool)
-        for m in masks:
+    def _referral(self, features: ImageFeatures, q: "_Query", trace: Trace,
+                  masks: List[np.ndarray], scores: List[float]) -> Referral:
+        mask = masks[0].copy() if masks else np.zeros(features.size, dtype=bool)
+        for m in masks[1:]:
             mask |= m
         found = bool(mask.any())
         text = self.answer_text(trace.answer_ids)
@@ -298,12 +450,12 @@ class AnyRefPipeline:
         no_object = self.config.prompt.no_object_answer
         if not found:
             scores = [0.0] * len(scores)
-            if no_object and (absent or decoding == "forced"):
+            if no_object and (q.absent or q.decoding == "forced"):
                 text = answer = no_object
         return Referral(
             mask=mask, text=text, score=float(np.mean(scores)) if scores else 0.0,
-            box=P.mask_box(mask), found=found, masks=masks, scores=scores, decoding=decoding,
-            timings=timings, answer=answer)
+            box=P.mask_box(mask), found=found, masks=masks, scores=scores, decoding=q.decoding,
+            timings=q.timings, answer=answer)
 
     def says_absent(self, trace: Trace) -> bool:
         """For a model trained with absent referents (``config.prompt.no_object_answer``
@@ -342,9 +494,23 @@ class AnyRefPipeline:
         states = []
         for i in positions:
             e = i - 1
-            row = attention_row(self.model.language_model, trace.layer_input, e) if weight else None
+            row = attention_row(self.model.language_model, trace.layer_input, e, trace.keys) if weight else None
             states.append(refocus(trace.hidden, row, s, e, weight))
         return self.model.text_hidden_fcs(torch.stack(states))
+
+
+@dataclass
+class _Query:
+    """One checked query, ready for the language model."""
+
+    prompt: Prompt
+    feats: Dict[str, torch.Tensor]  # reference features (exemplar, audio, region)
+    weight: float  # refocusing weight
+    timings: Dict[str, float]
+    decoding: str = ""
+    prefix: Optional[Prefix] = None  # the shared prefix it continued from
+    absent: bool = False
+    index: int = 0
 
 
 @dataclass
@@ -355,6 +521,13 @@ class _References:
     expression: Optional[str] = None
     crop: Optional[np.ndarray] = None  # exemplar crop, RGB
     wave: Optional[np.ndarray] = None  # mono float32 samples
+
+
+def _check_describe_decoding(decoding: str, answer) -> None:
+    if decoding not in ("greedy", "forced"):
+        raise ValueError(f"decoding: expected 'greedy' or 'forced', got {decoding!r}")
+    if decoding == "forced" and answer is None:
+        raise ValueError("decoding='forced' needs the answer to force")
 
 
 def _check_answer(answer) -> str:

@@ -83,8 +83,11 @@ def build_prompt(config: AnyRefConfig, key: str, expression: Optional[str] = Non
     return Prompt(text=text, answer=answer, task="describe" if key == "region" else "segment")
 
 
-def tokenize_prompt(tokenizer, text: str, config: AnyRefConfig) -> List[Segment]:
-    """Split ``text`` at placeholders and tokenize the chunks (BOS first)."""
+def tokenize_prompt(tokenizer, text: str, config: AnyRefConfig,
+                    memo: Optional[dict] = None) -> List[Segment]:
+    """Split ``text`` at placeholders and tokenize the chunks (BOS first).
+    ``memo``: a dict that keeps the ids of chunks seen before (the system
+    prompt is the same in every query); it is emptied past 512 entries."""
     t = config.tokens
     names = {t.image: IMAGE, t.image_ref: IMAGE_REF, t.audio_ref: AUDIO_REF}
     pattern = "(" + "|".join(re.escape(k) for k in names) + ")"
@@ -94,6 +97,13 @@ def tokenize_prompt(tokenizer, text: str, config: AnyRefConfig) -> List[Segment]
     for piece in re.split(pattern, text):
         if piece in names:
             segments.append(names[piece])
+        elif piece and memo is not None:
+            ids = memo.get(piece)
+            if ids is None:
+                if len(memo) >= 512:
+                    memo.clear()
+                ids = memo[piece] = tokenizer.encode(piece, add_special_tokens=False)
+            segments.append(list(ids))
         elif piece:
             segments.append(tokenizer.encode(piece, add_special_tokens=False))
     return segments
@@ -102,3 +112,60 @@ def tokenize_prompt(tokenizer, text: str, config: AnyRefConfig) -> List[Segment]
 def tokenize_answer(tokenizer, answer: str) -> List[int]:
     """Token ids of a forced answer, as the model would generate them."""
     return tokenizer.encode(answer, add_special_tokens=False)
+
+
+# ------------------------------------------------------ shared prompt start
+def _flatten(segments: Sequence[Segment]) -> List[Union[int, str]]:
+    items: List[Union[int, str]] = []
+    for seg in segments:
+        if isinstance(seg, str):
+            items.append(seg)
+        else:
+            items.extend(seg)
+    return items
+
+
+def _group(items: Sequence[Union[int, str]]) -> List[Segment]:
+    segments: List[Segment] = []
+    for item in items:
+        if isinstance(item, str):
+            segments.append(item)
+        elif segments and not isinstance(segments[-1], str):
+            segments[-1].append(item)
+        else:
+            segments.append([item])
+    return segments
+
+
+def shared_prefix(tokenizer, config: AnyRefConfig) -> List[Segment]:
+    """The segments every prompt of ``config`` starts with, whatever the query:
+    the longest common start of all question templates (each with two
+    different expressions), tokenized, ending before the first placeholder
+    other than the image and without its last token (which could merge with
+    what follows).  Typically BOS, the system prompt, the user role, the
+    image and the fixed start of the question."""
+    t = config.tokens
+    flats = []
+    for key, question in config.prompt.questions.items():
+        expressions = (t.seg, t.image_start) if "{expression}" in question else (None,)
+        for expression in expressions:
+            text = build_prompt(config, key, expression, force=False).text
+            flats.append(_flatten(tokenize_prompt(tokenizer, text, config)))
+    if not flats:
+        return []
+    first, n = flats[0], 0
+    while (n < len(first) and all(len(f) > n and f[n] == first[n] for f in flats)
+           and (not isinstance(first[n], str) or first[n] == IMAGE)):
+        n += 1
+    if n and not isinstance(first[n - 1], str):
+        n -= 1
+    return _group(first[:n])
+
+
+def split_prefix(segments: Sequence[Segment], prefix: Sequence[Segment]) -> Optional[List[Segment]]:
+    """The segments after ``prefix`` when ``segments`` start with exactly its
+    tokens (and go on after it); None otherwise."""
+    items, start = _flatten(segments), _flatten(prefix)
+    if not start or len(items) <= len(start) or items[: len(start)] != start:
+        return None
+    return _group(items[len(start):])

@@ -16,14 +16,19 @@ keeps its fused (SDPA) attention.
 
 from __future__ import annotations
 
+from typing import Optional
+
 import torch
 
 
-def attention_row(language_model, layer_input: torch.Tensor, e: int) -> torch.Tensor:
+def attention_row(language_model, layer_input: torch.Tensor, e: int,
+                  keys: Optional[torch.Tensor] = None) -> torch.Tensor:
     """Head-averaged last-layer attention of position ``e`` over ``0..e``.
 
     ``language_model``: a transformers ``LlamaForCausalLM``;
-    ``layer_input``: (L, D) input of its last decoder layer, L > e.
+    ``layer_input``: (L, D) input of its last decoder layer, L > e;
+    ``keys``: the last layer's rotated keys (KV heads, >= e + 1, d) from the
+    pass's KV cache, if at hand (otherwise computed here from ``layer_input``).
     Returns (e + 1,) float32 probabilities.
     """
     from transformers.models.llama.modeling_llama import apply_rotary_pos_emb, repeat_kv
@@ -31,14 +36,18 @@ def attention_row(language_model, layer_input: torch.Tensor, e: int) -> torch.Te
     base = language_model.model
     layer = base.layers[-1]
     attn = layer.self_attn
-    x = layer.input_layernorm(layer_input[: e + 1].unsqueeze(0))  # (1, e+1, D)
     head_dim = attn.head_dim
-    q = attn.q_proj(x[:, e:]).view(1, 1, -1, head_dim).transpose(1, 2)  # (1, H, 1, d)
-    k = attn.k_proj(x).view(1, e + 1, -1, head_dim).transpose(1, 2)  # (1, KV, e+1, d)
-    positions = torch.arange(e + 1, device=x.device).unsqueeze(0)
-    cos, sin = base.rotary_emb(x, positions)
+    positions = torch.arange(e + 1, device=layer_input.device).unsqueeze(0)
+    x_e = layer.input_layernorm(layer_input[e: e + 1].unsqueeze(0))  # (1, 1, D); the norm is per row
+    cos, sin = base.rotary_emb(x_e, positions)
+    q = attn.q_proj(x_e).view(1, 1, -1, head_dim).transpose(1, 2)  # (1, H, 1, d)
     q, _ = apply_rotary_pos_emb(q, q, cos[:, e:], sin[:, e:])
-    _, k = apply_rotary_pos_emb(k, k, cos, sin)
+    if keys is None:
+        x = layer.input_layernorm(layer_input[: e + 1].unsqueeze(0))  # (1, e+1, D)
+        k = attn.k_proj(x).view(1, e + 1, -1, head_dim).transpose(1, 2)  # (1, KV, e+1, d)
+        _, k = apply_rotary_pos_emb(k, k, cos, sin)
+    else:
+        k = keys[:, : e + 1].unsqueeze(0).to(q.dtype)
     k = repeat_kv(k, attn.num_key_value_groups)
     scores = torch.matmul(q, k.transpose(2, 3)) * attn.scaling  # (1, H, 1, e+1)
     probs = torch.softmax(scores.float(), dim=-1)  # keys 0..e only: causal
