@@ -3,12 +3,15 @@
 Starts ``anyref_node`` in its own process, plays toy scenes (640x480) as a
 10 Hz BEST_EFFORT camera, and asks through every path a user has: typed
 queries through ``~/segment`` and the ``query`` topic, an exemplar image, a
-sound, a region to describe. Then the robot hears: a shape's sound in a
+sound, a region to describe, and one typed query for an object that is not
+in the scene (answered "not found"). Then the robot hears: a shape's sound in a
 quiet room is localised unasked (``~/sound_sources``), and a sentence spoken
 by espeak-ng goes through ``anyref_speech`` to the ``query`` topic. For each
-answer it writes a picture (the frame, the mask, the box and the answer; the
-ground-truth outline in green), then a contact sheet and ``summary.json`` with every query, its IoU against the
-ground truth and its latency.
+answer it writes a picture (the object outlined in its own colours on a
+darkened frame, the answer and its score; the ground-truth outline in green;
+a red "not found" banner when nothing was found), then a contact sheet and
+``summary.json`` with every query, whether it was found, its score, its IoU
+against the ground truth and its latency.
 
     anyref-demo                         # model/toy, 3 scenes per path, output in ./demo_output
     anyref-demo --checkpoint tiny --scenes 1 --out demo_tiny
@@ -48,13 +51,14 @@ GT_COLOUR = (40, 255, 40)
 @dataclass
 class Answer:
     scene: int
-    path: str  # segment_text, query_topic, segment_exemplar, segment_sound, describe_region, action, bag
+    path: str  # segment_text, segment_absent, query_topic, segment_exemplar, segment_sound, describe_region, ...
     query: str
     expected: Optional[str]
     description: str = ""
     success: bool = False
     message: str = ""
     iou: Optional[float] = None
+    found: Optional[bool] = None  # Referral.found: a mask was produced and accepted
     score: float = 0.0
     latency_ms: float = 0.0
     picture: str = ""
@@ -148,6 +152,20 @@ class AudioPlayer:
         self._node.destroy_publisher(self._pub)
 
 
+def absent_pair(objects: list[dict]) -> str:
+    """A "{colour} {shape}" naming no object of a toy scene (objects as in
+    ``Sample.metadata["objects"]``): preferably one whose colour and shape
+    both occur, on different objects, so only the pair tells it apart."""
+    from anyref_ros.data.toy_render import COLOURS, SHAPES
+
+    pairs = {(o["colour"], o["shape"]) for o in objects}
+    colours, shapes = {c for c, _ in pairs}, {s for _, s in pairs}
+    absent = [(c, s) for c in COLOURS for s in SHAPES if (c, s) not in pairs]
+    near = [(c, s) for c, s in absent if c in colours and s in shapes]
+    colour, shape = (near or absent)[0]
+    return f"{colour} {shape}"
+
+
 def object_mask_of(obj: dict, size: tuple[int, int]) -> np.ndarray:
     """Ground-truth mask of a toy object given as in ``Sample.metadata["objects"]``."""
     from anyref_ros.data.toy_render import ToyObject, object_mask
@@ -220,13 +238,19 @@ class Demo:
         index = 0
         paths: list[tuple[str, str]] = [("segment_text", "text"), ("query_topic", "text"), ("segment_exemplar", "exemplar"),
                                         ("segment_sound", "audio"), ("describe_region", "region")]
+        # once, on the first text scene: a colour and shape that is not in it
+        first = [paths[0], ("segment_absent", "absent"), *paths[1:]]
         try:
             for k in range(self.args.scenes):
-                for path, task in paths:
-                    sample = world.sample(index, task)
-                    index += 1
-                    camera.show(sample.image)
-                    self._wait_frames(camera)
+                for path, task in first if k == 0 else paths:
+                    if task == "absent":  # same frame as the text query before it, nothing to find
+                        sample = dataclasses.replace(sample, query=absent_pair(sample.metadata["objects"]),
+                                                     description=None, masks=[])
+                    else:
+                        sample = world.sample(index, task)
+                        index += 1
+                        camera.show(sample.image)
+                        self._wait_frames(camera)
                     stamps = set(camera.stamps())
                     answer = Answer(scene=index - 1, path=path, query=sample.query or "", expected=sample.description)
                     t = time.monotonic()
@@ -242,7 +266,7 @@ class Demo:
                         answer.query = f"box {list(sample.box)}"
                     else:
                         req = Segment.Request()
-                        if task == "text":
+                        if task in ("text", "absent"):
                             req.text = sample.query
                         elif task == "exemplar":
                             req.exemplar = numpy_to_image(sample.exemplar, "rgb8")
@@ -259,7 +283,7 @@ class Demo:
                             answer.message = "answered on another scene's frame"
                         mask = image_to_mask(msg.mask)
                         answer.description = msg.description
-                        answer.score = float(msg.score)
+                        answer.found, answer.score = bool(msg.found), float(msg.score)
                         answer.latency_ms = float(msg.latency_ms)
                         answer.iou = iou(mask, sample.mask)
                         answer.box = [msg.x_min, msg.y_min, msg.x_max, msg.y_max] if msg.has_box else None
@@ -365,6 +389,7 @@ class Demo:
             mask = image_to_mask(msg.mask)
             answer.success, answer.message = True, "ok"
             answer.description, answer.score = msg.description, float(msg.score)
+            answer.found = bool(msg.found)
             answer.latency_ms = float(msg.latency_ms)
             answer.iou = iou(mask, gt)
             answer.box = [msg.x_min, msg.y_min, msg.x_max, msg.y_max] if msg.has_box else None
@@ -441,6 +466,7 @@ class Demo:
                     answer.success, answer.message = r.success, r.message
                     if r.success:
                         answer.description, answer.score = r.result.description, float(r.result.score)
+                        answer.found = bool(r.result.found)
                         answer.latency_ms = float(r.result.latency_ms)
                         mask = image_to_mask(r.result.mask)
                         rgb = frame_rgb(latest.get("msg"), mask.shape)
@@ -455,12 +481,12 @@ class Demo:
         import cv2
         from PIL import Image as PILImage
 
-        from anyref_ros.drawing import draw_referral
+        from anyref_ros.drawing import SEPARATOR, draw_referral
 
-        lines = [f"{answer.path}: {answer.query}"[:70], f"answer: {answer.description}"[:70]]
-        if answer.iou is not None:
-            lines.append(f"IoU {answer.iou:.2f}  score {answer.score:.2f}  {answer.latency_ms:.0f} ms")
-        picture = draw_referral(rgb, mask, answer.box, lines)
+        facts = [answer.path] + ([] if answer.iou is None else [f"IoU {answer.iou:.2f}"]) + [f"{answer.latency_ms:.0f} ms"]
+        lines = [f"answer: {answer.description}", SEPARATOR.join(facts)]
+        picture = draw_referral(rgb, mask, answer.box, lines, found=answer.found, score=answer.score,
+                                label=answer.query)
         if gt is not None and gt.any():
             contours, _ = cv2.findContours(gt.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
             cv2.drawContours(picture, contours, -1, GT_COLOUR, 1)
@@ -475,6 +501,7 @@ class Demo:
     def _report(self, answer: Answer) -> None:
         self.answers.append(answer)
         iou_text = "" if answer.iou is None else f" IoU {answer.iou:.2f}"
+        iou_text += " (not found)" if answer.found is False else ""
         state = "ok" if answer.success else f"FAILED: {answer.message}"
         print(f"[demo] {answer.path:17s} {answer.query[:32]!r:34s} -> {answer.description!r}{iou_text} "
               f"{answer.latency_ms:.0f} ms {state}", flush=True)
@@ -493,6 +520,7 @@ class Demo:
             "device": self.args.device,
             "queries": len(self.answers),
             "succeeded": sum(a.success for a in self.answers),
+            "not_found": [a.query for a in self.answers if a.found is False],
             "mean_iou": {p: round(float(np.mean(v)), 4) for p, v in by_path.items()},
             "median_latency_ms": round(float(np.median([a.latency_ms for a in self.answers])), 1) if self.answers else None,
             "answers": [asdict(a) for a in self.answers],

@@ -26,6 +26,13 @@ PARAMS: tuple[Param, ...] = (
     Param("device", "auto", "Where the model runs: auto (cuda if available), cpu, cuda or cuda:N."),
     Param("dtype", "auto", "Weights precision: auto (the checkpoint's), float32, bfloat16 or float16.",
           choices=("auto", "float32", "bfloat16", "float16")),
+    Param("quantization", "none",
+          "Language-model weights in 8 or 4 bits (bitsandbytes; less memory, the rest of the model "
+          "keeps dtype); none keeps dtype. Needs bitsandbytes and a CUDA GPU (or a CPU with "
+          "bitsandbytes >= 0.46).", choices=("none", "8bit", "4bit")),
+    Param("compile", False,
+          "torch.compile the language model and the mask decoder (CUDA only). Off by default because "
+          "the first queries recompile (seconds each, for every new prompt length) before it pays off."),
     Param("image_qos", "sensor_data",
           "QoS of the image subscriptions: sensor_data (BEST_EFFORT, what camera drivers publish) or reliable.",
           choices=("sensor_data", "reliable")),
@@ -36,14 +43,24 @@ PARAMS: tuple[Param, ...] = (
           range=(0.0, 3600.0), live=True),
     Param("max_queue", 4, "Queries that may wait for the model; more are refused at once (busy).",
           range=(1, 256)),
+    Param("max_batch", 8,
+          "Queries waiting for the same camera frame that run through the model together (one padded "
+          "language-model batch on the frame's cached prompt start, one mask-decoder call); 1 answers "
+          "them one by one.", range=(1, 64)),
     Param("max_image_pixels", 4096 * 3072,
           "Largest scene or exemplar image accepted (width x height).", range=(1, 2**31 - 1), live=True),
     Param("max_text_chars", 512, "Longest text query accepted, in characters.", range=(1, 100000), live=True),
     Param("publish_debug_image", True,
-          "Publish ~/debug_image: the frame with the mask, box and description drawn.", live=True),
+          "Publish ~/debug_image (drawn only while someone subscribes): the frame with the object outlined, "
+          "its score and the answer; not-found answers on a red banner.", live=True),
     Param("refocus_lambda", -1.0,
           "Weight of AnyRef's refocusing term for segmentation; -1 keeps the checkpoint's value (0.1 for AnyRef).",
           range=(-1.0, 10.0), live=True),
+    Param("min_score", 0.0,
+          "Answers whose score (the mask decoder's predicted IoU, 0..1) is below this are reported with "
+          "found: false and the reason in description, the mask kept for inspection. 0 accepts every mask "
+          "(use it when the checkpoint's IoU head is untrained); 0.5 suits model/toy.",
+          range=(0.0, 1.0), live=True),
     Param("query_timeout_s", 120.0,
           "How long a service call waits for its answer before it fails (the query is then cancelled).",
           range=(0.1, 3600.0), live=True),

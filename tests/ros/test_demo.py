@@ -24,17 +24,37 @@ def run_demo(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 
 @pytest.mark.timeout(300)
 def test_demo_writes_pictures_and_summary(tmp_path):
+    """What ``make demo`` runs (model/toy), with one scene per path: every
+    path answered, and the query for an object absent from the scene
+    answered "not found" in summary.json and in its picture."""
+    from PIL import Image
+
+    from anyref_ros.drawing import NOT_FOUND_COLOUR
+
     out = tmp_path / "demo"
-    proc = run_demo("--checkpoint", "tiny", "--scenes", "1", "--out", str(out))
+    proc = run_demo("--checkpoint", "model/toy", "--scenes", "1", "--out", str(out))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     summary = json.loads((out / "summary.json").read_text())
-    paths = {a["path"] for a in summary["answers"]}
-    assert paths == {"segment_text", "query_topic", "segment_exemplar", "segment_sound", "describe_region",
-                     "sound_event", "spoken_query"}
-    assert summary["succeeded"] == summary["queries"] == 7, [a["message"] for a in summary["answers"]]
+    paths = [a["path"] for a in summary["answers"]]
+    assert sorted(paths) == sorted(["segment_text", "segment_absent", "query_topic", "segment_exemplar", "segment_sound",
+                                    "describe_region", "sound_event", "spoken_query"])
+    assert summary["succeeded"] == summary["queries"] == 8, [a["message"] for a in summary["answers"]]
     for a in summary["answers"]:
         assert a["iou"] is not None and a["latency_ms"] > 0
+        assert isinstance(a["found"], bool) and 0.0 <= a["score"] <= 1.0
         assert (out / a["picture"]).is_file()
+    by_path = {a["path"]: a for a in summary["answers"]}
+    present, absent = by_path["segment_text"], by_path["segment_absent"]
+    assert present["found"] is True and present["iou"] > 0.5, present
+    # the absent object: same scene as the text query, a colour and shape not in it
+    assert absent["scene"] == present["scene"] and absent["query"] != present["query"]
+    assert absent["found"] is False and "not in view" in absent["description"], absent
+    assert absent["box"] is None and absent["iou"] == 1.0  # an empty mask, as the empty ground truth
+    assert absent["query"] in summary["not_found"] and present["query"] not in summary["not_found"]
+    # its picture carries the red "not found" banner; the found one's does not
+    top_left = lambda a: np.asarray(Image.open(out / a["picture"]).convert("RGB"))[2, 2]
+    assert tuple(top_left(absent)) == NOT_FOUND_COLOUR
+    assert tuple(top_left(present)) != NOT_FOUND_COLOUR
     assert (out / "contact_sheet.png").stat().st_size > 10_000
     assert f"pictures in {out / 'answers'}" in proc.stdout
 

@@ -37,6 +37,9 @@ class LoadSettings:
     frame_cache: int
     warmup: bool
     cpu_threads: int = 0
+    max_batch: int = 8
+    quantization: Optional[str] = None  # None, "8bit" or "4bit" (bitsandbytes)
+    compile: bool = False
 
 
 class ModelSlot:
@@ -133,14 +136,17 @@ class ModelSlot:
                 if not self._set_stage(gen, f"loading {source}"):
                     return
                 t = time.monotonic()
-                pipeline = AnyRefPipeline.from_pretrained(source, device=s.device, dtype=s.dtype)
+                pipeline = AnyRefPipeline.from_pretrained(
+                    source, device=s.device, dtype=s.dtype, quantization=s.quantization,
+                    compile=s.compile, merge_lora=True)  # inference only: LoRA folded into the weights
                 device = str(pipeline.model.device)
                 if device == "cpu":
                     threads = cpu_threads(s.cpu_threads)
                     torch.set_num_threads(threads)
                     self._logger.info(f"model on the CPU with {threads} torch thread(s) (cpu_threads)")
                 self._logger.info(f"loaded {source} on {device} in {time.monotonic() - t:.1f} s")
-                engine = eng.Engine(pipeline, max_queue=s.max_queue, cache_frames=s.frame_cache)
+                engine = eng.Engine(pipeline, max_queue=s.max_queue, cache_frames=s.frame_cache,
+                                    max_batch=s.max_batch)
                 del pipeline
                 if s.warmup and self._set_stage(gen, "warm-up query"):
                     t = time.monotonic()

@@ -128,8 +128,10 @@ class AnyRefNode(LifecycleNode):
         p = self.param
         settings = LoadSettings(checkpoint=p("checkpoint"), device=None if p("device") == "auto" else p("device"),
                                 dtype=None if p("dtype") == "auto" else p("dtype"), max_queue=p("max_queue"),
-                                frame_cache=p("frame_cache"), warmup=p("warmup"),
-                                cpu_threads=p("cpu_threads"))
+                                frame_cache=p("frame_cache"), max_batch=p("max_batch"), warmup=p("warmup"),
+                                cpu_threads=p("cpu_threads"),
+                                quantization=None if p("quantization") == "none" else p("quantization"),
+                                compile=p("compile"))
         try:
             self.model.start(settings)  # checks files, then loads in a thread
         except Exception as exc:  # noqa: BLE001 - the node stays up, inactive, and says why

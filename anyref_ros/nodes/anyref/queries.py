@@ -134,6 +134,8 @@ class Queries:
         msg = self.publishing.referral(ref, job.latency or 0.0, header, query, kind, depth=job.request.frame.meta)
         self.publishing.answer(msg, job.request.frame.image, ref.mask, topic)
         self.stats.outcome(True)
+        if not msg.found:  # answered (success), but nothing to act on: not in view, or below min_score
+            self.stats.inc("answers_not_found")
         return msg
 
     def run(self, build, query: str):
