@@ -95,6 +95,22 @@ def test_clip_and_sam_preprocessing():
     assert up.shape == (1, 30, 90) and bool((up[0, :3] > 0).all())
 
 
+@pytest.mark.parametrize("low_size, sam_size, resized, original", [
+    (64, 128, (96, 128), (120, 160)), (256, 1024, (576, 1024), (720, 1280)),
+    (256, 1024, (1024, 683), (1500, 1000)), (256, 1024, (341, 1024), (30, 90))])
+def test_inference_masks_equal_the_training_masks(low_size, sam_size, resized, original):
+    """masks_at_size (OpenCV, the pipeline's) gives exactly SAM's two-step
+    postprocess_masks (torch, training's) thresholded: a one-step resize
+    would leave masks a few pixels larger than the models were trained for."""
+    gen = torch.Generator().manual_seed(low_size + original[0])
+    low = torch.nn.functional.interpolate(torch.randn(3, 1, 8, 8, generator=gen) * 8, (low_size, low_size),
+                                          mode="bilinear")
+    want = (P.postprocess_masks(low, sam_size, resized, original) > 0.0).numpy()
+    got = P.masks_at_size(low, sam_size, resized, original, 0.0)
+    assert got.shape == want.shape and got.dtype == bool
+    assert int((got != want).sum()) == 0
+
+
 def test_reference_crop_and_pool():
     img = np.full((20, 30, 3), 200, np.uint8)
     mask = np.zeros((20, 30), bool)
