@@ -39,7 +39,8 @@ class DataSource:
     ``kind``: ``toy`` (args: ``ToyWorld`` keyword arguments except the seed),
     ``refer`` (``ReferDataset``: dataset_dir, image_root, split, ...),
     ``coco`` (``CocoSegmentation``), ``coco_exemplar`` (``CocoExemplars``),
-    ``ade20k`` (``ADE20KDataset``), ``avsbench`` (``AVSBenchDataset``).
+    ``ade20k`` (``ADE20KDataset``), ``avsbench`` (``AVSBenchDataset``),
+    ``grefcoco`` (``GRefCocoDataset``), ``reasonseg`` (``ReasonSegDataset``).
     ``weight``: relative sampling ratio of this source in a batch.
     """
 
@@ -63,6 +64,9 @@ class LossWeights:
     bce: float = 2.0
     dice: float = 0.5
     iou: float = 1.0  # MSE of SAM's IoU head against the real IoU (as SAM trains it)
+    # the same error on log(1 - IoU + 0.01) (forward.iou_log_error): ranks the
+    # good masks (IoU 0.95-1.0) that the MSE cannot tell apart
+    iou_log: float = 0.03
 
 
 @dataclass
@@ -77,6 +81,10 @@ class TrainConfig:
     sources: List[DataSource] = field(default_factory=lambda: [DataSource()])
     curriculum: List[CurriculumStage] = field(default_factory=list)
     trainable: str = "auto"  # auto: "all" for from-scratch presets, else "paper"
+    # non-empty: of the ``trainable`` set, only parameters under these module
+    # prefixes train (e.g. [sam.mask_decoder.iou_prediction_head]: an IoU-head
+    # stage that leaves every mask and answer as it was)
+    train_only: List[str] = field(default_factory=list)
     steps: int = 6000  # optimizer steps
     batch_size: int = 16  # per process and micro-step
     grad_accum: int = 1
@@ -173,7 +181,7 @@ def default_config(name: str) -> TrainConfig:
     if name == "toy":
         return TrainConfig(init_from="model/toy", sources=[DataSource(args=dict(TOY_MIX))], seed=1,
                            batch_size=8, lr=5e-4, warmup_steps=50, schedule="cosine",
-                           loss=LossWeights(lm=1.0, bce=2.0, dice=1.0, iou=1.0), steps=100000,
+                           loss=LossWeights(lm=1.0, bce=2.0, dice=1.0, iou=1.0, iou_log=0.03), steps=100000,
                            time_limit_minutes=65.0, save_every=500, validate_every=500,
                            validate_scenes=48, threads=1, log_every=50)
     if name == "tiny":

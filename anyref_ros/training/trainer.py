@@ -15,7 +15,7 @@ import math
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -98,16 +98,30 @@ def warm_start(pipe, source) -> Dict[str, int]:
     return counts
 
 
-def trainable_names(model, mode: str) -> List[str]:
+def under(name: str, prefixes) -> bool:
+    """Whether parameter ``name`` lies in one of the modules ``prefixes``."""
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def trainable_names(model, mode: str, only: Sequence[str] = ()) -> List[str]:
     """``all``: every parameter (from scratch); ``paper``: LoRA, the
-    config's ``trained_modules``, the input embeddings and the LM head."""
+    config's ``trained_modules``, the input embeddings and the LM head;
+    ``only`` (``TrainConfig.train_only``): of those, the ones under these
+    module prefixes (each must match a parameter)."""
+    if only:
+        names = [n for n in trainable_names(model, mode) if under(n, only)]
+        missing = [p for p in only if not any(under(n, [p]) for n in names)]
+        if missing:
+            raise ValueError(f"train_only: {missing} match no trainable parameter "
+                             f"(trainable={mode!r}); give module names such as "
+                             f"'sam.mask_decoder.iou_prediction_head'")
+        return names
     cfg = model.config
     if mode == "auto":
         mode = "all" if cfg.weights.allow_random and cfg.lora is None else "paper"
     names = []
     for name, _ in model.named_parameters():
-        if mode == "all" or "lora_" in name or "embed_tokens" in name or any(
-                name == p or name.startswith(p + ".") for p in cfg.trained_modules):
+        if mode == "all" or "lora_" in name or "embed_tokens" in name or under(name, cfg.trained_modules):
             names.append(name)
     return names
 
@@ -249,7 +263,7 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
         log(f"warm start from {config.init_from}: {json.dumps(pipe.warm_start_counts)}")
     torch.manual_seed(train_seed(config.seed) + accelerator.process_index)
     model = pipe.model
-    names = set(trainable_names(model, config.trainable))
+    names = set(trainable_names(model, config.trainable, config.train_only))
     params = []
     for name, p in model.named_parameters():
         p.requires_grad_(name in names)
@@ -314,7 +328,8 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
             sync = contextlib.nullcontext() if last else accelerator.no_sync(module)
             with sync:
                 out = module(batch.to(accelerator.device))
-                accelerator.backward(out.loss / config.grad_accum)
+                if out.loss.requires_grad:  # else nothing trained is in this batch (train_only)
+                    accelerator.backward(out.loss / config.grad_accum)
             for k, v in out.parts.items():
                 running[k] = 0.9 * running.get(k, v) + 0.1 * v
         if config.clip_grad > 0:

@@ -106,3 +106,6 @@ def test_example_config_files_load():
     assert toy == default_config("toy")
     paper = TrainConfig.load(folder / "anyref-7b.yaml")
     assert paper.trainable == "paper" and paper.grad_accum == 8 and len(paper.sources) == 9
+    assert paper.loss.iou_log == toy.loss.iou_log > 0
+    head = TrainConfig.load(folder / "toy-iou-head.yaml")
+    assert head.train_only == ["sam.mask_decoder.iou_prediction_head"] and head.loss.bce == 0.0

@@ -14,8 +14,8 @@ from anyref_ros.model.prompts import NO_OBJECT_ANSWER, tokenize_answer
 from anyref_ros.model.tokenization import TokenIds
 from anyref_ros.training.batch import collate, encode_samples
 from anyref_ros.training.config import LossWeights, default_config
-from anyref_ros.training.forward import AnyRefTrainingModule, mask_iou
-from anyref_ros.training.trainer import load_pipeline, warm_start
+from anyref_ros.training.forward import AnyRefTrainingModule, binary_iou, iou_log_error, mask_iou
+from anyref_ros.training.trainer import load_pipeline, train, trainable_names, warm_start
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,7 @@ def test_mask_iou_by_hand():
     target[0, :2, :] = 1.0  # 8 pixels, 4 shared -> IoU 0.5
     got = mask_iou(logits, target)  # second: nothing predicted, nothing there -> 0
     assert got.tolist() == [0.5, 0.0] and not got.requires_grad
+    assert binary_iou((logits > 0).numpy(), target).tolist() == [0.5, 0.0]  # the pipeline's bool masks
 
 
 def test_iou_head_learns_the_real_iou(pipe, mixed):
@@ -75,6 +76,36 @@ def test_iou_head_learns_the_real_iou(pipe, mixed):
         optimizer.step()
     assert out.mask_index == [1, 2, 3]  # the companion, the text sample, the sound
     assert errors[-1] < 0.5 * errors[0], errors
+
+
+def test_iou_log_error_tells_good_masks_apart():
+    """MSE barely sees 0.99 vs 0.97 (4e-4); the log-miss error does (ln 2 squared)."""
+    pred, real = torch.tensor([0.99]), torch.tensor([0.97])
+    assert float(torch.nn.functional.mse_loss(pred, real)) < 1e-3
+    assert abs(float(iou_log_error(pred, real)) - np.log(2.0) ** 2) < 1e-4
+    assert float(iou_log_error(torch.tensor([1.3]), torch.tensor([1.0]))) == 0.0  # clamped like score
+    assert float(iou_log_error(torch.tensor([0.5]), torch.tensor([0.5]))) == 0.0
+
+
+def test_train_only_trains_the_iou_head_alone(tmp_path, pipe):
+    """A head-only stage (configs/toy-iou-head.yaml style) changes the IoU head and nothing else."""
+    head = "sam.mask_decoder.iou_prediction_head"
+    names = trainable_names(pipe.model, "all", [head])
+    assert names and all(n.startswith(head + ".") for n in names)
+    with pytest.raises(ValueError, match="train_only"):
+        trainable_names(pipe.model, "all", ["sam.mask_decoder.no_such_module"])
+    with pytest.raises(ValueError, match="train_only"):  # tiny's paper set leaves the head out
+        trainable_names(pipe.model, "paper", [head])
+    pipe.save_pretrained(tmp_path / "source")
+    config = default_config("tiny")
+    config.init_from, config.train_only, config.trainable = str(tmp_path / "source"), [head], "all"
+    config.steps, config.save_every, config.output_dir = 3, 0, str(tmp_path / "run")
+    config.loss = LossWeights(lm=0.0, bce=0.0, dice=0.0, iou=1.0, iou_log=0.03)
+    final = train(config)
+    old = pipe.model.state_dict()
+    new = AnyRefPipeline.from_pretrained(final, device="cpu").model.state_dict()
+    changed = {k for k in old if not torch.equal(old[k], new[k].to(old[k].dtype))}
+    assert changed and all(k.startswith(head + ".") for k in changed), changed
 
 
 def test_warm_start_copies_weights_and_maps_token_rows(tmp_path, pipe):

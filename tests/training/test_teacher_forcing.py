@@ -58,7 +58,7 @@ def test_training_pass_matches_pipeline(pipe, samples):
     assert out.mask_index == [0, 1, 2, 3]
     for got, want in zip(out.mask_logits, expected):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
-    assert torch.isfinite(out.loss) and set(out.parts) == {"lm", "bce", "dice", "iou_mse", "loss"}
+    assert torch.isfinite(out.loss) and set(out.parts) == {"lm", "bce", "dice", "iou_mse", "iou_log", "loss"}
 
 
 def test_gradients_reach_every_trained_part(pipe, samples):
