@@ -133,10 +133,16 @@ class ToolNode:
         self.node = rclpy.create_node(name, context=self.context)
         self.executor = MultiThreadedExecutor(num_threads=threads, context=self.context)
         self.executor.add_node(self.node)
-        threading.Thread(target=self.executor.spin, name=f"{name}-spin", daemon=True).start()
+        self._spin = threading.Thread(target=self.executor.spin, name=f"{name}-spin", daemon=True)
+        self._spin.start()
 
     def close(self) -> None:
-        self.executor.shutdown(timeout_sec=1.0)
+        """Stop spinning, wait for the spin thread, then destroy the node and
+        the context. A spin thread still inside its wait set when the
+        interpreter exits aborts the process ("terminate called without an
+        active exception", seen once at the end of a demo run; rclpy issue 1484)."""
+        self.executor.shutdown(timeout_sec=5.0)
+        self._spin.join(5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 

@@ -243,6 +243,11 @@ def test_diagnostics_report_frames_and_latency(system):
     assert "queue_depth" in values and "device_memory_mb" in values
     assert float(values["camera_callback_ms.p99"]) >= float(values["camera_callback_ms.p50"]) >= 0.0
     assert "camera_delay_ms.p50" in values and values["state"] == "ready"
+    # the engine's batches and caches (the warm-up query already ran through them)
+    assert int(values["batches"]) >= 1 and int(values["max_batch_seen"]) >= 1
+    assert float(values["mean_batch"]) >= 1.0 and int(values["frames_encoded"]) >= 1
+    assert int(values["prefix_built"]) >= 1 and int(values["prefix_used"]) >= 1
+    assert int(values["cache_hits"]) >= 0 and int(values["prefix_missed"]) >= 0
 
 
 def test_sigterm_exits_quickly(system):

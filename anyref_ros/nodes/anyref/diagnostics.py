@@ -71,8 +71,9 @@ class Diagnostics:
                   "waiting_callers": self.queries.slots.used, "waiting_callers_max": self.queries.slots.size,
                   "pending_goals": self.refer.pending_goals,
                   "cached_frames": stats.get("cached_frames", 0),
-                  **{k: stats.get(k, 0) for k in ("batches", "mean_batch", "max_batch_seen", "prefix_built",
-                                                  "prefix_used", "prefix_missed")},
+                  **{k: stats.get(k, 0) for k in ("frames_encoded", "cache_hits", "batches", "mean_batch",
+                                                  "max_batch_seen", "prefix_built", "prefix_used",
+                                                  "prefix_missed")},
                   "audio_buffered_s": f"{self.hearing.audio.duration:.2f}",
                   "device_memory_mb": f"{device_memory_mb(model.device):.1f}"}
         for name, recent in (("camera_callback_ms", self.intake.callback_ms), ("camera_delay_ms", self.intake.delay_ms)):
