@@ -133,10 +133,12 @@ def sam_pixels(image: np.ndarray, cfg: SamConfig) -> Tuple[torch.Tensor, Tuple[i
 
     h, w = ResizeLongestSide.get_preprocess_shape(image.shape[0], image.shape[1], cfg.image_size)
     resized = np.array(Image.fromarray(image).resize((w, h), Image.BILINEAR, reducing_gap=REDUCING_GAP))
-    x = torch.from_numpy(resized).permute(2, 0, 1).float()
-    x = (x - torch.tensor(cfg.pixel_mean).view(3, 1, 1)) / torch.tensor(cfg.pixel_std).view(3, 1, 1)
-    x = F.pad(x, (0, cfg.image_size - w, 0, cfg.image_size - h))
-    return x.unsqueeze(0), (h, w)
+    # normalised in place inside the zero-padded square: one float buffer, no temporaries
+    out = torch.zeros(1, 3, cfg.image_size, cfg.image_size)
+    view = out[0, :, :h, :w]
+    view.copy_(torch.from_numpy(resized).permute(2, 0, 1))
+    view.sub_(torch.tensor(cfg.pixel_mean).view(3, 1, 1)).div_(torch.tensor(cfg.pixel_std).view(3, 1, 1))
+    return out, (h, w)
 
 
 def postprocess_masks(low_res: torch.Tensor, sam_size: int, resized: Tuple[int, int],
