@@ -7,6 +7,14 @@ Asserted, as the issue asks: every query is answered, the node is alive at
 the end, and its resident memory grows by at most 50 MB after the first 20 s.
 Speed (camera callback p50/p99, query latency) is reported, not asserted:
 the figures are printed and kept in the JSON for the benchmark table.
+
+The node runs with ``max_queue: 8`` (default 4): at one query per second plus
+the sound events, a stall of the shared 2-core machine of 4-5 s (seen once in
+a clean-clone run: a sound-event query took 4.9 s in the model, other runs
+0.05 s) otherwise fills the queue, and a query on the ``query`` topic is then
+refused as busy, which the topic cannot report back (only the node's log and
+``queries_refused`` in /diagnostics say it). What this test guards is leaks
+and survival, not a latency.
 """
 
 from __future__ import annotations
@@ -33,7 +41,7 @@ def test_soak_one_minute(tmp_path: Path):
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "anyref_ros.soak"]
     out = tmp_path / "soak.json"
     cmd += ["--minutes", "1", "--warmup-s", str(WARMUP_S), "--checkpoint", "model/toy", "--device", "cpu",
-            "--json-out", str(out), "--node-log", str(tmp_path / "node.log")]
+            "--json-out", str(out), "--node-log", str(tmp_path / "node.log"), "-p", "max_queue:=8"]
     proc = subprocess.run(cmd, cwd=REPO, env=child_env(), capture_output=True, text=True, timeout=560)
     log_tail = (tmp_path / "node.log").read_text()[-3000:] if (tmp_path / "node.log").exists() else ""
     assert out.exists(), f"anyref-soak wrote no JSON (exit {proc.returncode}):\n{proc.stderr[-3000:]}\n{log_tail}"
