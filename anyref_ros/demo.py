@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import json
 import os
-import random
 import subprocess
 import sys
 import threading
@@ -631,10 +630,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    ros_env.configure()
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    if "ROS_DOMAIN_ID" not in os.environ:  # keep the demo off other ROS graphs on this machine
-        os.environ["ROS_DOMAIN_ID"] = str(random.randint(1, 101))
+    ros_env.configure_private_graph()
     demo = Demo(args)
     recorder = None
     try:

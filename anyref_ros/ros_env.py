@@ -69,3 +69,19 @@ def configure(environ: "os._Environ[str] | dict[str, str] | None" = None) -> dic
             env[var] = "1"
             changed[var] = "1"
     return changed
+
+
+def configure_private_graph(environ: "os._Environ[str] | dict[str, str] | None" = None) -> dict[str, str]:
+    """``configure``, and for the tools that start their own nodes (``anyref-demo``,
+    ``anyref-soak``) a graph of their own unless the user chose one: discovery on
+    this machine only, and a random ``ROS_DOMAIN_ID`` (1..101), so they stay off
+    other ROS graphs here. Returns the variables it set."""
+    import random
+
+    env = os.environ if environ is None else environ
+    changed = configure(env)
+    if "ROS_AUTOMATIC_DISCOVERY_RANGE" not in env:
+        env["ROS_AUTOMATIC_DISCOVERY_RANGE"] = changed["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    if "ROS_DOMAIN_ID" not in env:
+        env["ROS_DOMAIN_ID"] = changed["ROS_DOMAIN_ID"] = str(random.randint(1, 101))
+    return changed

@@ -69,7 +69,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -679,10 +678,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
-    ros_env.configure()
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    if "ROS_DOMAIN_ID" not in os.environ:  # keep the run off other ROS graphs on this machine
-        os.environ["ROS_DOMAIN_ID"] = str(random.randint(1, 101))
+    ros_env.configure_private_graph()
     scenes = render_scenes(args.scenes, (args.width, args.height))
     soak = Soak(args)
     report: Optional[dict] = None

@@ -4,6 +4,7 @@ shared by the in-process and the real-process property suites."""
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import event
 from hypothesis import strategies as st
 from propsupport import UINT32_MAX, audio_chunks, forged_compressed, garbage_text, raw_images, valid_images
 from sensor_msgs.msg import CameraInfo, Image
@@ -160,3 +161,29 @@ audio_messages = audio_chunks(max_bytes=8192)
 __all__ = ["CAMERA", "EMPTY", "any_describe_requests", "any_segment_requests", "audio_messages",
            "camera_frame", "camera_infos", "camera_messages", "depth_messages", "depth_with_info",
            "plausible_audio", "query_strings", "texts"]
+
+
+def is_empty(img) -> bool:
+    """The request's image is left empty (0x0, no data): the latest camera frame is meant."""
+    return img.width == 0 and img.height == 0 and len(img.data) == 0
+
+
+def check_answer(response, scene, frame_sizes, what: str, context: str = "") -> None:
+    """A service/action answer to a generated request: a failure says why; a
+    success's mask is a well-formed mono8 image of the request image's size,
+    or (``scene`` None or empty) of one of ``frame_sizes``, the (W, H) of the
+    camera frames sent. ``context``: appended to the "no response" message."""
+    assert response is not None, f"{what}: no response{context}"
+    event(f"{what}: " + ("ok" if response.success else " ".join(response.message.split()[:3])))
+    if not response.success:
+        assert response.message.strip(), f"{what}: a failure without a message"
+        return
+    mask = response.result.mask
+    size = (mask.width, mask.height)
+    assert mask.encoding == "mono8" and mask.step >= mask.width
+    assert len(mask.data) == mask.height * mask.step > 0
+    if scene is not None and not is_empty(scene):
+        assert size == (scene.width, scene.height), f"{what}: mask {size}, request image {scene.width}x{scene.height}"
+    else:
+        assert size in frame_sizes, f"{what}: mask {size}, camera frames were {sorted(frame_sizes)}"
+    assert response.result.mask_area <= mask.width * mask.height

@@ -27,11 +27,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rclpy
-from hypothesis import event, given
+from hypothesis import given
 from hypothesis import strategies as st
 from nodeinputs import (CAMERA, any_describe_requests, any_segment_requests, audio_messages, camera_frame,
-                        camera_infos, depth_messages, depth_with_info, plausible_segment_requests, query_strings,
-                        segment_requests)
+                        camera_infos, check_answer, depth_messages, depth_with_info, plausible_segment_requests,
+                        query_strings, segment_requests)
 from propsupport import examples, raw_images
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
@@ -133,23 +133,12 @@ def _image_size(img: Image):
     return img.width, img.height
 
 
-def check_answer(f: Fuzzed, response, scene: Image, what: str) -> None:
-    assert response is not None, f"{what}: no response within {CALL_TIMEOUT_S:g} s\n{f.tail()}"
-    event(f"{what}: " + ("ok" if response.success else " ".join(response.message.split()[:3])))
-    if not response.success:
-        assert response.message.strip(), f"{what}: a failure without a message"
-        return
-    mask = response.result.mask
-    size = (mask.width, mask.height)
-    assert mask.encoding == "mono8" and len(mask.data) >= mask.height * mask.step > 0
-    if scene is not None and not (scene.width == 0 and scene.height == 0 and len(scene.data) == 0):
-        assert size == (scene.width, scene.height), \
-            f"{what}: mask {size} for a request image {scene.width}x{scene.height}"
-    else:
-        assert size in f.frame_sizes, f"{what}: mask {size}, camera frames were {f.frame_sizes}"
-
-
 # ------------------------------------------------------------------ the tests
+def answered(f: Fuzzed, response, scene, what: str) -> None:
+    """``check_answer`` against the camera frames ``f`` sent, with the node's log tail when unanswered."""
+    check_answer(response, scene, f.frame_sizes, what, f" within {CALL_TIMEOUT_S:g} s\n{f.tail()}")
+
+
 @examples(200)
 @given(action=actions)
 def test_node_process_survives_generated_input(fuzzed, action):
@@ -157,10 +146,10 @@ def test_node_process_survives_generated_input(fuzzed, action):
     assert f.proc.poll() is None, f"the node exited (code {f.proc.returncode})\n{f.tail()}"
     if kind == "segment":
         r = f.client.call(f.segment, payload, CALL_TIMEOUT_S)
-        check_answer(f, r, payload.image, "segment")
+        answered(f, r, payload.image, "segment")
     elif kind == "describe":
         r = f.client.call(f.describe, payload, CALL_TIMEOUT_S)
-        check_answer(f, r, payload.image, "describe_region")
+        answered(f, r, payload.image, "describe_region")
     elif kind == "segment_sound":
         r = f.client.call(f.segment_sound, payload, CALL_TIMEOUT_S)
         assert r is not None and (r.success or r.message.strip())
@@ -172,7 +161,7 @@ def test_node_process_survives_generated_input(fuzzed, action):
         if handle.accepted:
             result = f.client.goal_result(handle, CALL_TIMEOUT_S)
             assert result is not None
-            check_answer(f, result.result, payload.image, "refer")
+            answered(f, result.result, payload.image, "refer")
     elif kind == "position":
         depth, info = payload
         now = f.client.node.get_clock().now().to_msg()
@@ -182,7 +171,7 @@ def test_node_process_survives_generated_input(fuzzed, action):
         f.show_camera(now)
         time.sleep(0.05)
         r = f.client.call(f.segment, Segment.Request(text="red square"), CALL_TIMEOUT_S)
-        check_answer(f, r, None, "segment with depth")
+        answered(f, r, None, "segment with depth")
         if r.success and r.result.has_position:
             p = r.result.position.point
             assert all(np.isfinite([p.x, p.y, p.z])), f"non-finite 3D position {p}"
