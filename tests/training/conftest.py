@@ -10,7 +10,15 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
+from anyref_ros.model import AnyRefPipeline  # noqa: E402
 from anyref_ros.training.config import DataSource, TrainConfig  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    """The tiny preset with seeded random weights, one per test module."""
+    torch.manual_seed(0)
+    return AnyRefPipeline.from_pretrained("tiny", device="cpu")
 
 
 @pytest.fixture(autouse=True)

@@ -19,12 +19,6 @@ from anyref_ros.training.trainer import load_pipeline, train, trainable_names, w
 
 
 @pytest.fixture(scope="module")
-def pipe():
-    torch.manual_seed(0)
-    return AnyRefPipeline.from_pretrained("tiny", device="cpu")
-
-
-@pytest.fixture(scope="module")
 def mixed():
     """An absent-object text sample, a normal text sample and a windowed sound."""
     world = ToyWorld(train_seed(0), size=(64, 48), sound_layout="train")

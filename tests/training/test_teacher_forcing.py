@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from anyref_ros.data import ToyWorld, train_seed
-from anyref_ros.model import AnyRefPipeline
 from anyref_ros.model import processing as P
 from anyref_ros.model.generation import forced
 from anyref_ros.model.prompts import IMAGE, IMAGE_REF, AUDIO_REF, build_prompt, tokenize_answer, tokenize_prompt
@@ -14,12 +13,6 @@ from anyref_ros.model.tokenization import TokenIds
 from anyref_ros.training.batch import TEMPLATE, collate, encode_sample, exclusive_box, reference_crop
 from anyref_ros.training.config import LossWeights
 from anyref_ros.training.forward import AnyRefTrainingModule, dice_loss, image_features
-
-
-@pytest.fixture(scope="module")
-def pipe():
-    torch.manual_seed(0)
-    return AnyRefPipeline.from_pretrained("tiny", device="cpu")
 
 
 @pytest.fixture(scope="module")
