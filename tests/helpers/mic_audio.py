@@ -66,15 +66,21 @@ def write_asoundrc(home: Path, infile: Path, name: str = "filemic") -> Path:
 
 class PacedPipe:
     """A named pipe at ``path`` fed with ``data`` (raw bytes) at ``bytes_per_s``,
-    ``block_bytes`` at a time, then silence (zeros) until :meth:`close`."""
+    ``block_bytes`` at a time, then silence (zeros) until :meth:`close`.
 
-    def __init__(self, path: Path, data: bytes, bytes_per_s: float, block_bytes: int) -> None:
+    ``hold=True``: silence until :meth:`go`, then ``data`` -- so a test can first
+    see the audio arrive where it listens (subscriptions matched), then play."""
+
+    def __init__(self, path: Path, data: bytes, bytes_per_s: float, block_bytes: int, hold: bool = False) -> None:
         self.path = Path(path)
         if self.path.exists():
             self.path.unlink()
         os.mkfifo(self.path)
         self.data, self.rate, self.block = data, float(bytes_per_s), int(block_bytes)
         self.readers = 0
+        self._go = threading.Event()
+        if not hold:
+            self._go.set()
         self.started: list[float] = []  # monotonic time each reader connection began
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -92,15 +98,17 @@ class PacedPipe:
             self.readers += 1
             start = time.monotonic()
             self.started.append(start)
-            sent = 0
+            sent = written = 0
             try:
                 while not self._stop.is_set():
-                    piece = self.data[sent:sent + self.block]
+                    piece = self.data[sent:sent + self.block] if self._go.is_set() else b""
+                    if piece:
+                        sent += self.block
                     if len(piece) < self.block:
                         piece += bytes(self.block - len(piece))
                     os.write(fd, piece)
-                    sent += self.block
-                    delay = start + sent / self.rate - time.monotonic()
+                    written += self.block
+                    delay = start + written / self.rate - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
             except (BrokenPipeError, OSError):
@@ -110,6 +118,10 @@ class PacedPipe:
                     os.close(fd)
                 except OSError:
                     pass
+
+    def go(self) -> None:
+        """Start ``data`` (with ``hold=True``), at the next block."""
+        self._go.set()
 
     def close(self) -> None:
         self._stop.set()

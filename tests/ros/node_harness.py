@@ -30,6 +30,19 @@ def start_node(*ros_args: str, namespace: str = "/robot", env: Optional[dict] = 
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+def collect_output(proc: subprocess.Popen) -> list[str]:
+    """The lines ``proc`` writes on its stdout pipe, collected by a reader thread
+    (so a chatty process never blocks on a full pipe); for failure messages."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> float:
     """Send ``sig`` and return how long the process took to exit."""
     t = time.monotonic()

@@ -8,7 +8,8 @@ red circle, shown by a camera process (tests/helpers/toy_camera.py).
 The one stand-in: there is no sound card here, so the microphone is ALSA's
 ``file`` plugin reading a named pipe that this test feeds at real-time pace
 (tests/helpers/mic_audio.py: PacedPipe), so audio arrives as from a real
-microphone: 1 s of silence, the sentence, then silence.
+microphone: silence until anyref_speech receives it, then 1 s of silence,
+the sentence, then silence.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import time
 import numpy as np
 import pytest
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from std_msgs.msg import String
 
 from anyref_ros.data.toy import ToyWorld
 from anyref_ros.msg import Referral
 from anyref_ros.nodes.conversions import image_to_mask
-from node_harness import Client, scene_switcher, start_node, stop
+from node_harness import Client, collect_output, scene_switcher, start_node, stop
 from testsupport import HELPERS, REPO, spawn_helper, stop_process
 
 sys.path.insert(0, str(HELPERS))
@@ -61,6 +63,7 @@ def test_spoken_command_gets_the_red_circle_segmented(tmp_path):
     procs = []
     node = start_node("-p", "checkpoint:=model/toy", "-p", "device:=cpu", namespace=NS)
     camera = spawn_helper("toy_camera", NS, str(SEED))
+    logs = {"anyref_node": collect_output(node), "toy_camera": collect_output(camera)}
     speech = mic_audio.NodeProcess("anyref_speech", namespace=NS, params_file=REPO / "config" / "speech.yaml",
                                    cwd=REPO)
     procs.append(speech)
@@ -69,6 +72,7 @@ def test_spoken_command_gets_the_red_circle_segmented(tmp_path):
     try:
         results = client.listen(Referral, f"{NS}/anyref/results")
         utterances = client.listen(String, f"{NS}/anyref_speech/utterances")
+        diagnostics = client.listen(DiagnosticArray, "/diagnostics")
         scene_switcher(client, NS)(f"text {INDEX}")
         client.wait_loaded(120)
         graph = client.node
@@ -76,7 +80,7 @@ def test_spoken_command_gets_the_red_circle_segmented(tmp_path):
                         graph.count_subscribers(f"{NS}/query") >= 1 and graph.count_publishers(f"{NS}/query") >= 1,
                         30, "anyref_speech and the anyref node on audio and query")
 
-        pipe = mic_audio.PacedPipe(tmp_path / "mic.pipe", audio, rate * 2, chunk_bytes)
+        pipe = mic_audio.PacedPipe(tmp_path / "mic.pipe", audio, rate * 2, chunk_bytes, hold=True)
         home = tmp_path / "home"
         mic_audio.write_asoundrc(home, pipe.path)
         mic = mic_audio.NodeProcess("anyref_mic", "-p", "device:=filemic", "-p", f"sample_rate:={rate}",
@@ -88,10 +92,24 @@ def test_spoken_command_gets_the_red_circle_segmented(tmp_path):
         client.base = f"{NS}/anyref_mic"
         assert client.lifecycle_set("configure")
         client.wait_for(lambda: graph.count_publishers(f"{NS}/audio") >= 1, 30, "the microphone's publisher")
-        started = time.monotonic()
         assert client.lifecycle_set("activate")
-        answers = client.wait_for(lambda: [r for r in list(results) if r.query == "red circle"], 30,
-                                  "the anyref node's answer to the spoken query on ~/results")
+        # The microphone sends silence until anyref_speech counts its chunks: a sentence
+        # spoken before the two processes have matched would be lost (volatile topic).
+        client.wait_for(lambda: [s for m in diagnostics for s in m.status if s.name == "anyref_speech: speech" and
+                                 int(dict((kv.key, kv.value) for kv in s.values).get("chunks", "0")) >= 3],
+                        30, "the microphone's chunks counted by anyref_speech")
+        started = time.monotonic()
+        pipe.go()
+        try:
+            answers = client.wait_for(lambda: [r for r in list(results) if r.query == "red circle"], 30,
+                                      "the anyref node's answer to the spoken query on ~/results")
+        except AssertionError as exc:  # say which link of the chain broke
+            logs.update(anyref_speech=speech.lines, anyref_mic=mic.lines)
+            raise AssertionError(
+                f"{exc}\nutterances: {[u.data for u in utterances]}\nresults: {[r.query for r in results]}\n"
+                f"pipe readers: {pipe.readers}\n" +
+                "\n".join(f"--- {name} (last 25 lines)\n" + "\n".join(lines[-25:]) for name, lines in logs.items())
+            ) from None
         answered = time.monotonic() - started
         record = json.loads(utterances[0].data)
         score = iou(image_to_mask(answers[0].mask), sample.masks[0])
@@ -124,7 +142,6 @@ def test_speech_node_wake_phrase_tones_and_bad_chunks(ros_context, tmp_path):
     from anyref_ros.audio.signal import resample
     from anyref_ros.msg import AudioChunk
     from anyref_ros.nodes.conversions import numpy_to_audio
-    from diagnostic_msgs.msg import DiagnosticArray
 
     rate = 44100
 
