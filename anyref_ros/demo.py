@@ -45,6 +45,8 @@ NAMESPACE = "/demo"
 SIZE = (640, 480)
 DEMO_SEED = 7  # scenes of the toy world shown by the demo (not a training seed)
 GT_COLOUR = (40, 255, 40)
+#: Seconds after a played sound for its ~/sound_sources answer (it comes in ~1 s; more on a loaded machine).
+SOUND_EVENT_WAIT_S = 15.0
 
 
 @dataclass
@@ -341,9 +343,10 @@ class Demo:
                 before = len(sources)
                 t = time.monotonic()
                 player.play(clip, SAMPLE_RATE)
-                msg = self._wait_new(sources, before, timeout=5.0)
+                msg = self._wait_new(sources, before, timeout=SOUND_EVENT_WAIT_S)
                 self._hearing_answer(answer, msg, sample.image, sample.mask, t, camera,
-                                     "no ~/sound_sources answer within 5 s of the sound's end")
+                                     f"no ~/sound_sources answer within {SOUND_EVENT_WAIT_S:.0f} s "
+                                     "of the sound's end")
             self._spoken_query(world, camera, player, results)
         finally:
             player.close()
@@ -608,6 +611,13 @@ class ResultRecorder:
             self._writer.write(self._conn, time.time_ns(), serialize_message(msg))
             self.count += 1
 
+    def wait(self, count: int, timeout: float = 10.0) -> None:
+        """Until ``count`` answers are recorded (the last reply can come before its
+        ~/results message), at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.count < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
     def close(self) -> None:
         with self._lock:
             self._writer.close()
@@ -650,6 +660,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         summary = demo.write_summary()
         if recorder is not None:
+            recorder.wait(sum(a.success and a.path != "sound_event" for a in demo.answers))
             recorder.close()
             print(f"[demo] recorded {recorder.count} answers into {args.record}")
         demo.close()

@@ -167,6 +167,14 @@ class Client:
         client = self._lifecycle_client(GetState, "get_state", timeout)
         return self.call(client, GetState.Request(), timeout).current_state.label
 
+    def lifecycle_ready(self, timeout: float = 30.0) -> None:
+        """Set up the lifecycle callers (get_state, change_state) and ask the state once,
+        so a later, timed call does not include a new caller's discovery."""
+        from lifecycle_msgs.srv import ChangeState
+
+        self._lifecycle_client(ChangeState, "change_state", timeout)
+        self.lifecycle_state(timeout)
+
     def lifecycle_set(self, transition: str, timeout: float = 60.0) -> bool:
         """``configure``, ``activate``, ``deactivate``, ``cleanup``; True on success."""
         from lifecycle_msgs.msg import Transition
@@ -206,6 +214,7 @@ class Client:
 
     def close(self) -> None:
         self.executor.shutdown(timeout_sec=1.0)
+        self._thread.join(5.0)  # (rclpy's shutdown does not wait for spin to return)
         self.node.destroy_node()
 
 
@@ -226,7 +235,8 @@ def scene_switcher(client: "Client", namespace: str):
     scene = client.node.create_publisher(String, f"{namespace}/camera/scene", 10)
     client.wait_for(lambda: scene.get_subscription_count() > 0, 30, "the toy camera")
 
-    def show(text: str) -> None:
+    def show(text: str) -> float:
+        """Returns the ROS time (s) the acknowledgement was seen: frames stamped later show the scene."""
         asked = [0.0]
 
         def shown() -> bool:
@@ -236,6 +246,7 @@ def scene_switcher(client: "Client", namespace: str):
             return text in [a.data for a in acks]
 
         client.wait_for(shown, 30, f"the camera to show {text}")
+        return client.node.get_clock().now().nanoseconds * 1e-9
 
     return show
 

@@ -41,13 +41,15 @@ def system(tmp_path_factory):
                       env={"ANYREF_TEST_FAULTS": "slow:0.3"})
     camera = spawn_helper("image_publisher", str(W), str(H), "100000", "10", "/robot/camera/image")
     client = Client(ctx)
-    client.wait_loaded()
-    yield node, camera, client
-    client.close()
-    for proc in (camera, node):
-        if proc.poll() is None:
-            stop(proc)
-    rclpy.try_shutdown(context=ctx)
+    try:  # (a failed set-up stops the processes too: the camera would run for hours)
+        client.wait_loaded()
+        yield node, camera, client
+    finally:
+        client.close()
+        for proc in (camera, node):
+            if proc.poll() is None:
+                stop(proc)
+        rclpy.try_shutdown(context=ctx)
 
 
 def wait_ready(client) -> None:
@@ -178,16 +180,18 @@ def test_action_feedback_result_and_cancel(system):
     assert image_to_mask(result.result.mask).shape == (H, W)
     assert "generating" in feedback
 
-    # Cancel: the first goal occupies the worker, the second waits and is cancelled.
-    goals = [client.send_goal(action, Refer.Goal(text=f"red circle {i}")) for i in range(2)]
-    cancel = client.cancel(goals[1])
+    # Cancel: the first goals occupy the worker (>= 0.3 s each, one after another even when
+    # batched), the last waits >= 0.9 s, time enough for the cancel's round trip, and is cancelled.
+    goals = [client.send_goal(action, Refer.Goal(text=f"red circle {i}")) for i in range(4)]
+    cancel = client.cancel(goals[-1])
     assert len(cancel.goals_canceling) == 1
-    outcome = client.goal_result(goals[1])
+    outcome = client.goal_result(goals[-1])
     from action_msgs.msg import GoalStatus
 
     assert outcome.status == GoalStatus.STATUS_CANCELED
     assert not outcome.result.success and outcome.result.message == "cancelled"
-    client.goal_result(goals[0])
+    for g in goals[:-1]:
+        assert client.goal_result(g).result.success
 
 
 def test_all_paths_at_once_and_a_burst_of_goals(system):

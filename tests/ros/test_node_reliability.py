@@ -171,11 +171,11 @@ def test_audio_chunk_at_1_hz_with_a_short_window_is_dropped(node, client):
     diags = diagnostics(client)
     pub = publisher(client, AudioChunk, f"{NS}/audio")
     bad = AudioChunk(sample_rate=1, channels=1, encoding="f32le", data=np.zeros(4, "<f4").tobytes())
-    for _ in range(3):
-        pub.publish(stamp(client, bad))
-        time.sleep(0.05)
-    client.wait_for(lambda: (s := anyref_status(diags)) and int(s[2].get("audio_chunks_dropped", 0)) >= 1,
-                    10, "the chunk to be counted as dropped")
+    # BEST_EFFORT: the node's reader can match a moment after our writer did, so the
+    # chunk is sent again until the node counts it.
+    client.wait_for(lambda: pub.publish(stamp(client, bad)) or
+                    ((s := anyref_status(diags)) and int(s[2].get("audio_chunks_dropped", 0)) >= 1),
+                    30, "the chunk to be counted as dropped")
     assert proc.poll() is None, "the node died"
     seg = client.service(Segment, "segment")
     image = frame(client)
@@ -191,13 +191,15 @@ def test_start_up_as_a_new_user_never_says_no_camera_frame(node, client):
     diags = diagnostics(client)
     node("-p", "warmup:=true")
     seg = client.service(Segment, "segment")
+    states = [client.lifecycle_state(timeout=30.0)]  # sets up the caller (discovery), so not timed
     camera = Camera(client)
     time.sleep(1.0)
-    answers, states, t0 = [], [], time.monotonic()
+    answers, t0 = [], time.monotonic()
     while time.monotonic() - t0 < 120:
         t = time.monotonic()
-        states.append(client.lifecycle_state(timeout=5.0))
-        assert time.monotonic() - t < 2.0, "lifecycle get_state is slow while the model loads"
+        states.append(client.lifecycle_state(timeout=10.0))
+        # Blocked by the load, it would wait for the whole load (tens of seconds on this CPU).
+        assert time.monotonic() - t < 5.0, "lifecycle get_state is slow while the model loads"
         r = client.call(seg, Segment.Request(text="red circle"), timeout=10)
         answers.append(r)
         if r.success:
@@ -207,7 +209,8 @@ def test_start_up_as_a_new_user_never_says_no_camera_frame(node, client):
     camera.stop()
     assert answers[-1].success, answers[-1].message
     assert answers[-1].result.header.frame_id in camera.sent
-    assert set(states) <= {"unconfigured", "inactive", "active"} and "active" in states
+    # (the first answer can come during autostart's short transitions)
+    assert set(states) <= {"unconfigured", "configuring", "inactive", "activating", "active"} and "active" in states
     loading = [s for d in diags for s in d.status if s.name.startswith("anyref") and s.message.startswith("loading")]
     if len(answers) > 1:  # it was still loading when we first asked
         assert loading, "no /diagnostics while loading"
@@ -217,17 +220,19 @@ def test_start_up_as_a_new_user_never_says_no_camera_frame(node, client):
 
 def test_frames_sent_while_loading_are_answered_on(node, client):
     node("-p", "max_frame_age_s:=0.0")
+    diags = diagnostics(client)
     client.service(Segment, "segment")
     camera = Camera(client)
-    # 2 s: BEST_EFFORT frames reach the node once its reader has matched the camera too,
-    # which can lag the camera's own match by a second on a loaded 2-core machine.
-    time.sleep(2.0)
+    # BEST_EFFORT frames reach the node once its reader has matched the camera too, which
+    # can lag the camera's own match on a loaded machine: frames go on until it counts some.
+    client.wait_for(lambda: (s := anyref_status(diags)) and int(s[2].get("frames_received", 0)) >= 3,
+                    60, "the node to count frames while it loads")
     camera.stop()
     first = client.wait_loaded()
     assert "no camera frame" not in first.message
     r = client.call(client.service(Segment, "segment"), Segment.Request(text="red circle"))
     assert r.success, r.message
-    assert r.result.header.frame_id == camera.sent[-1]
+    assert r.result.header.frame_id in camera.sent
 
 
 # ------------------------------------------------------------------ lifecycle
@@ -238,6 +243,8 @@ def test_deactivate_activate_cleanup_while_queries_wait_and_run(node, client):
     camera = Camera(client)
     seg = client.service(Segment, "segment")
     action = client.action(Refer, "refer")
+    diags = diagnostics(client)
+    client.lifecycle_ready()  # set up the lifecycle callers now: their discovery is not what is timed
 
     def ask_all():
         answers: dict = {}
@@ -249,7 +256,10 @@ def test_deactivate_activate_cleanup_while_queries_wait_and_run(node, client):
             t.start()
         goal = client.send_goal(action, Refer.Goal(text="blue square"))
         assert goal.accepted
-        time.sleep(1.0)  # one runs (5 s), the others wait
+        n = len(diags)  # one runs (5 s), the others wait: all four are inside the node
+        client.wait_for(lambda: (s := anyref_status(diags, n)) and
+                        int(s[2]["waiting_callers"]) + int(s[2]["pending_goals"]) + int(s[2]["queue_depth"]) >= 3,
+                        30, "the callers to wait in the node")
         return answers, threads, goal
 
     for transition in ("deactivate", "cleanup"):
@@ -276,7 +286,7 @@ def test_deactivate_activate_cleanup_while_queries_wait_and_run(node, client):
         # After cleanup + configure the image subscription is new: the camera's next
         # frames reach it once discovery has matched them (asked again only for that).
         r = client.wait_for(lambda: (a := client.call(seg, Segment.Request(text="red circle"), timeout=30))
-                            and "no camera frame has arrived yet" not in a.message and a, 10, "a frame after configure")
+                            and "no camera frame has arrived yet" not in a.message and a, 60, "a frame after configure")
         assert r.success, r.message
     camera.stop()
     assert proc.poll() is None
@@ -291,17 +301,18 @@ def test_waiting_callers_never_starve_the_executor(node, client):
     camera = Camera(client)
     seg = client.service(Segment, "segment")
     action = client.action(Refer, "refer")
+    client.lifecycle_ready()
     answers: list = []
     threads = [threading.Thread(target=lambda: answers.append(client.call(seg, Segment.Request(text="x"), 120)))
                for _ in range(12)]
     for t in threads:
         t.start()
-    time.sleep(1.5)
-    busy = [a for a in answers if not a.success]
-    assert busy and all(a.message.startswith("busy") for a in busy), [a.message for a in answers]
+    busy = client.wait_for(lambda: [a for a in list(answers) if not a.success], 15, "the extra callers told busy")
+    assert all(a.message.startswith("busy") for a in busy), [a.message for a in answers]
     t = time.monotonic()
-    assert client.lifecycle_state(timeout=5) == "active"
-    assert time.monotonic() - t < 1.0
+    assert client.lifecycle_state(timeout=10) == "active"
+    # Starved, it would wait for a running query (3 s each, eight in line).
+    assert time.monotonic() - t < 2.5
     n = len(diags)
     client.wait_for(lambda: len(diags) > n + 1, 5, "/diagnostics while every caller waits")
     status = anyref_status(diags)
@@ -346,12 +357,20 @@ def test_audio_gaps_rate_changes_and_malformed_chunks(node, client):
     camera = Camera(client)
 
     def play(rate: int, seconds: float, channels: int = 1, encoding: str = "s16le"):
+        """Contiguous 100 ms chunks, stamped as a microphone would (from the sample
+        count, not the wall clock: a late send is not a gap)."""
         t = np.arange(int(rate * 0.1)) / rate
         chunk = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-        for _ in range(int(seconds * 10)):
-            pub.publish(stamp(client, numpy_to_audio(np.repeat(chunk[:, None], channels, 1), rate, encoding),
-                              offset=-0.1))
-            time.sleep(0.1)
+        start = client.node.get_clock().now().nanoseconds * 1e-9 - 0.1
+        for i in range(int(seconds * 10)):
+            msg = numpy_to_audio(np.repeat(chunk[:, None], channels, 1), rate, encoding)
+            at = start + 0.1 * i
+            msg.header.stamp.sec, msg.header.stamp.nanosec = int(at), int((at % 1) * 1e9)
+            pub.publish(msg)
+            time.sleep(max(0.0, start + 0.1 * (i + 1) - client.node.get_clock().now().nanoseconds * 1e-9))
+
+    def dropped() -> int:
+        return int(s[2].get("audio_chunks_dropped", 0)) if (s := anyref_status(diags)) else 0
 
     play(16000, 1.0)
     time.sleep(1.0)  # a gap
@@ -364,11 +383,16 @@ def test_audio_gaps_rate_changes_and_malformed_chunks(node, client):
         AudioChunk(sample_rate=16000, channels=1, encoding="f32le", data=np.full(100, np.nan, "<f4").tobytes()),
         AudioChunk(sample_rate=4_294_967_295, channels=65535, encoding="f32le", data=b"\0" * 8),
     ]
-    for m in malformed:
-        pub.publish(stamp(client, m))
-        time.sleep(0.05)
-    client.wait_for(lambda: (s := anyref_status(diags)) and int(s[2].get("audio_chunks_dropped", 0)) >= len(malformed),
-                    10, "every malformed chunk counted as dropped")
+    base = dropped()
+    for i, m in enumerate(malformed):  # BEST_EFFORT: sent again if not counted within 3 s
+        for _ in range(5):
+            pub.publish(stamp(client, m))
+            deadline = time.monotonic() + 3.0
+            while dropped() < base + i + 1 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            if dropped() >= base + i + 1:
+                break
+    client.wait_for(lambda: dropped() >= base + len(malformed), 10, "every malformed chunk counted as dropped")
     status = anyref_status(diags)
     assert 1.9 <= float(status[2]["audio_buffered_s"]) <= 2.6, status[2]["audio_buffered_s"]
     seg = client.service(Segment, "segment")
@@ -451,12 +475,13 @@ def test_model_errors_are_answered_and_shown_in_diagnostics(node, client):
     for _ in range(5):
         r = client.call(seg, Segment.Request(text="red circle"))
         assert not r.success and "injected fault" in r.message, r.message
-    n = len(diags)
-    s = client.wait_for(lambda: anyref_status(diags, n), 5, "diagnostics")
-    assert s[0] == DiagnosticStatus.WARN and s[1].startswith("the last 5 queries failed"), s[:2]
+    n = len(diags)  # (a status sent just before the 5th failure may still arrive after this)
+    s = client.wait_for(lambda: (s := anyref_status(diags, n)) and s[1].startswith("the last 5 queries failed") and s,
+                        10, "diagnostics saying the last 5 queries failed")
+    assert s[0] == DiagnosticStatus.WARN, s[:2]
     assert client.call(seg, Segment.Request(text="red circle")).success
     n = len(diags)
-    client.wait_for(lambda: (s := anyref_status(diags, n)) and s[1] == "ready", 5, "ready again")
+    client.wait_for(lambda: (s := anyref_status(diags, n)) and s[1] == "ready", 10, "ready again")
     camera.stop()
     assert proc.poll() is None
 

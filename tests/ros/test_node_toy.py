@@ -45,19 +45,28 @@ def toy_system():
     switch = scene_switcher(client, "/toy")
     world = ToyWorld(SEED, size=SIZE)
 
+    seg = None
+
     def show(task: str, index: int):
-        switch(f"{task} {index}")
-        time.sleep(0.2)  # the frames the camera acknowledged reach the node
+        """Until the node's latest frame shows the scene (a frame stamped after the camera's
+        acknowledgement: BEST_EFFORT frames can be late or lost when the machine stalls)."""
+        shown_at = switch(f"{task} {index}")
+        if seg is not None:
+            client.wait_for(lambda: (r := client.call(seg, Segment.Request(text="frame check"))).success and
+                            r.result.header.stamp.sec + r.result.header.stamp.nanosec * 1e-9 >= shown_at,
+                            30, f"the node to see scene {task} {index}")
         return world.sample(index, task)
 
-    show("text", 0)  # until the node has loaded the model and receives the camera
-    seg = client.service(Segment, "segment", timeout=120)
-    client.wait_for(lambda: client.call(seg, Segment.Request(text="red circle")).success, 120, "the node answering")
-    yield client, show
-    client.close()
-    stop_process(camera)
-    stop(node)
-    rclpy.try_shutdown(context=ctx)
+    try:  # (a failed set-up stops the processes too)
+        show("text", 0)  # until the node has loaded the model and receives the camera
+        seg = client.service(Segment, "segment", timeout=120)
+        client.wait_for(lambda: client.call(seg, Segment.Request(text="red circle")).success, 120, "the node answering")
+        yield client, show
+    finally:
+        client.close()
+        stop_process(camera)
+        stop(node)
+        rclpy.try_shutdown(context=ctx)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:

@@ -67,13 +67,15 @@ def hearing(tmp_path_factory):
         assert start is not None, "the audio publisher did not start"
         return start
 
-    show(0)
-    client.wait_loaded(180)
-    yield client, show, play, sources
-    client.close()
-    stop_process(camera)
-    stop(node)
-    rclpy.try_shutdown(context=ctx)
+    try:  # (a failed set-up stops the processes too)
+        show(0)
+        client.wait_loaded(180)
+        yield client, show, play, sources
+    finally:
+        client.close()
+        stop_process(camera)
+        stop(node)
+        rclpy.try_shutdown(context=ctx)
 
 
 def quiet(seconds: float, rng: np.random.Generator) -> np.ndarray:

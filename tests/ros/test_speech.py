@@ -35,7 +35,7 @@ import mic_audio  # noqa: E402
 
 SEED, INDEX = 11, 101  # ToyWorld(11, 640x480) scene 101: a yellow square, a blue square, one red circle
 SIZE = (640, 480)
-NS = "/hear"
+NS = "/speak"  # (test_sound_events uses /hear)
 SENTENCE = "find the red circle"
 
 pytestmark = [
@@ -111,7 +111,7 @@ def test_spoken_command_gets_the_red_circle_segmented(tmp_path):
                 "\n".join(f"--- {name} (last 25 lines)\n" + "\n".join(lines[-25:]) for name, lines in logs.items())
             ) from None
         answered = time.monotonic() - started
-        record = json.loads(utterances[0].data)
+        record = json.loads(client.wait_for(lambda: utterances, 10, "the utterance on ~/utterances")[0].data)
         score = iou(image_to_mask(answers[0].mask), sample.masks[0])
         print(json.dumps({"utterance": record, "iou": round(score, 3),
                           "mic_start_to_answer_s": round(answered, 2),
