@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -44,3 +45,18 @@ def ros_context():
     rclpy.init(context=ctx)
     yield ctx
     rclpy.try_shutdown(context=ctx)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report ends with the last log lines of the anyref nodes it
+    used (tests/ros/node_harness.py: start_node): CI keeps only pytest's output."""
+    outcome = yield
+    report = outcome.get_result()
+    harness = sys.modules.get("node_harness")
+    if not report.failed or harness is None:
+        return
+    for proc in harness.STARTED[-2:]:
+        state = "running" if proc.poll() is None else f"exit code {proc.returncode}"
+        report.sections.append((f"anyref_node pid {proc.pid} ({state}), last 40 lines",
+                                "\n".join(proc.output[-40:])))

@@ -21,26 +21,44 @@ from rclpy.qos import qos_profile_sensor_data
 REPO = Path(__file__).resolve().parents[2]
 
 
+#: Node processes started by :func:`start_node`, newest last: a failing test's report
+#: shows their last log lines (tests/conftest.py), since CI keeps only pytest's output.
+STARTED: list[subprocess.Popen] = []
+
+
 def start_node(*ros_args: str, namespace: str = "/robot", env: Optional[dict] = None) -> subprocess.Popen:
-    """The real console entry point in its own process (``env``: extra variables)."""
+    """The real console entry point in its own process (``env``: extra variables).
+    Its output is collected as it comes (``proc.output``; all of it: :func:`output_of`)."""
     exe = Path(sys.executable).with_name("anyref_node")
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     cmd = [str(exe), "--ros-args", "--params-file", str(REPO / "config" / "anyref.yaml"),
            "-r", f"__ns:={namespace}", *ros_args]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    collect_output(proc)
+    STARTED.append(proc)
+    del STARTED[:-4]
+    return proc
 
 
 def collect_output(proc: subprocess.Popen) -> list[str]:
     """The lines ``proc`` writes on its stdout pipe, collected by a reader thread
-    (so a chatty process never blocks on a full pipe); for failure messages."""
+    (so a chatty process never blocks on a full pipe) into ``proc.output``."""
     lines: list[str] = []
 
     def read() -> None:
         for line in proc.stdout:
             lines.append(line.rstrip("\n"))
 
-    threading.Thread(target=read, daemon=True).start()
+    proc.output, proc.output_reader = lines, threading.Thread(target=read, daemon=True)
+    proc.output_reader.start()
     return lines
+
+
+def output_of(proc: subprocess.Popen, timeout: float = 5.0) -> str:
+    """Everything ``proc`` wrote (read to the end once it has exited)."""
+    if proc.poll() is not None:
+        proc.output_reader.join(timeout)
+    return "\n".join(proc.output)
 
 
 def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.0) -> float:

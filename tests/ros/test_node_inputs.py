@@ -14,7 +14,7 @@ from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from visualization_msgs.msg import MarkerArray
 
-from node_harness import client_context, start_node, stop
+from node_harness import client_context, output_of, start_node, stop
 
 W, H = 160, 120
 
@@ -121,7 +121,7 @@ def test_bad_checkpoint_leaves_node_running_and_inactive(node, client):
     assert not r.success and "not active" in r.message and "neither a folder" in r.message, r.message
     assert proc.poll() is None
     stop(proc)
-    out = proc.stdout.read()
+    out = output_of(proc)
     assert "cannot load checkpoint '/nonexistent/folder'" in out and "neither a folder" in out
 
 
@@ -130,7 +130,7 @@ def test_bad_parameter_value_keeps_the_node_unconfigured_and_running(node, clien
     r = client.wait_loaded()
     assert not r.success and "not active" in r.message and "image_qos='best_effort'" in r.message, r.message
     stop(proc)
-    out = proc.stdout.read()
+    out = output_of(proc)
     assert "parameter image_qos='best_effort': expected one of ('sensor_data', 'reliable')" in out
 
 

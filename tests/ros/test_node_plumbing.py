@@ -19,7 +19,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from node_harness import Client, start_node, stop, wait_future
+from node_harness import Client, output_of, start_node, stop, wait_future
 
 W, H = 640, 480
 
@@ -256,6 +256,6 @@ def test_diagnostics_report_frames_and_latency(system):
 
 def test_sigterm_exits_quickly(system):
     node, camera, client = system
-    assert node.poll() is None, node.stdout.read() if node.stdout else ""
+    assert node.poll() is None, output_of(node)
     assert stop(node, signal.SIGTERM) < 2.0
     assert node.returncode == 0

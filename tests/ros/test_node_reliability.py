@@ -38,7 +38,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from node_harness import client_context, start_node, stop
+from node_harness import client_context, output_of, start_node, stop
 from testsupport import REPO
 
 W, H = 160, 120
@@ -459,7 +459,7 @@ def test_model_corrupted_or_removed_between_activations(node, client, tmp_path):
     assert not r.success and "does not exist" in r.message, r.message
     assert proc.poll() is None
     stop(proc)
-    assert "cannot load checkpoint" in proc.stdout.read()
+    assert "cannot load checkpoint" in output_of(proc)
 
 
 def test_model_errors_are_answered_and_shown_in_diagnostics(node, client):

@@ -63,7 +63,7 @@ def test_spoken_command_gets_the_red_circle_segmented(tmp_path):
     procs = []
     node = start_node("-p", "checkpoint:=model/toy", "-p", "device:=cpu", namespace=NS)
     camera = spawn_helper("toy_camera", NS, str(SEED))
-    logs = {"anyref_node": collect_output(node), "toy_camera": collect_output(camera)}
+    logs = {"anyref_node": node.output, "toy_camera": collect_output(camera)}
     speech = mic_audio.NodeProcess("anyref_speech", namespace=NS, params_file=REPO / "config" / "speech.yaml",
                                    cwd=REPO)
     procs.append(speech)
