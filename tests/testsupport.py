@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -31,6 +32,20 @@ def spawn_helper(name: str, *args: str, **env: str) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
     )
+
+
+def collect_output(proc: subprocess.Popen) -> list[str]:
+    """The lines ``proc`` writes on its stdout pipe, collected by a reader thread
+    (so a chatty process never blocks on a full pipe) into ``proc.output``."""
+    lines: list[str] = []
+
+    def read() -> None:
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+
+    proc.output, proc.output_reader = lines, threading.Thread(target=read, daemon=True)
+    proc.output_reader.start()
+    return lines
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 5.0) -> None:

@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from testsupport import collect_output  # (tests/ is on the path of every test that imports this)
+
 
 def have_espeak() -> bool:
     return shutil.which("espeak-ng") is not None
@@ -148,13 +150,7 @@ class NodeProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen(cmd + list(ros_args), cwd=cwd, env=env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
-        self.lines: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
+        self.lines = collect_output(self.proc)
 
     def matching(self, text: str) -> list[str]:
         return [line for line in list(self.lines) if text in line]
@@ -179,5 +175,5 @@ class NodeProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._reader.join(timeout=2.0)
+        self.proc.output_reader.join(timeout=2.0)
         return self.proc.returncode

@@ -18,6 +18,8 @@ from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 
+from testsupport import collect_output
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -38,20 +40,6 @@ def start_node(*ros_args: str, namespace: str = "/robot", env: Optional[dict] = 
     STARTED.append(proc)
     del STARTED[:-4]
     return proc
-
-
-def collect_output(proc: subprocess.Popen) -> list[str]:
-    """The lines ``proc`` writes on its stdout pipe, collected by a reader thread
-    (so a chatty process never blocks on a full pipe) into ``proc.output``."""
-    lines: list[str] = []
-
-    def read() -> None:
-        for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-
-    proc.output, proc.output_reader = lines, threading.Thread(target=read, daemon=True)
-    proc.output_reader.start()
-    return lines
 
 
 def output_of(proc: subprocess.Popen, timeout: float = 5.0) -> str:
@@ -153,9 +141,16 @@ class Client:
         return got
 
     @staticmethod
-    def wait_for(predicate, timeout: float = 30.0, what: str = "condition") -> Any:
+    def wait_for(predicate, timeout: float = 30.0, what: str = "condition", resend=None, every: float = 1.0) -> Any:
+        """Until ``predicate()`` is truthy (its value). ``resend``: called first and again every
+        ``every`` seconds, for a message that can be lost (BEST_EFFORT, or sent before its
+        subscription matched) and must be sent until its effect is seen."""
         deadline = time.monotonic() + timeout
+        sent = -float("inf")
         while time.monotonic() < deadline:
+            if resend is not None and time.monotonic() - sent >= every:
+                resend()
+                sent = time.monotonic()
             value = predicate()
             if value:
                 return value
@@ -255,15 +250,8 @@ def scene_switcher(client: "Client", namespace: str):
 
     def show(text: str) -> float:
         """Returns the ROS time (s) the acknowledgement was seen: frames stamped later show the scene."""
-        asked = [0.0]
-
-        def shown() -> bool:
-            if time.monotonic() - asked[0] >= 2.0:
-                scene.publish(String(data=text))
-                asked[0] = time.monotonic()
-            return text in [a.data for a in acks]
-
-        client.wait_for(shown, 30, f"the camera to show {text}")
+        client.wait_for(lambda: text in [a.data for a in acks], 30, f"the camera to show {text}",
+                        resend=lambda: scene.publish(String(data=text)), every=2.0)
         return client.node.get_clock().now().nanoseconds * 1e-9
 
     return show

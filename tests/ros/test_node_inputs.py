@@ -62,12 +62,12 @@ def test_no_frame_then_stale_frame_then_fresh_frame(node, client):
     pub = publisher(client, Image, "/inputs/image")
     # BEST_EFFORT frames are sent again until they are seen: the node's reader can match
     # a moment after our writer, and a fresh frame goes stale in a 2 s stall.
-    r = client.wait_for(lambda: pub.publish(frame(client, stamp_offset_s=-10.0)) or
-                        (x := client.call(seg, Segment.Request(text="red circle"))) and "has arrived yet" not in x.message and x,
-                        30, "the stale frame to arrive")
+    r = client.wait_for(lambda: (x := client.call(seg, Segment.Request(text="red circle"))) and "has arrived yet" not in x.message and x,
+                        30, "the stale frame to arrive", resend=lambda: pub.publish(frame(client, stamp_offset_s=-10.0)),
+                        every=0.0)
     assert not r.success and "no camera frame newer than 2 s on /inputs/image" in r.message, r.message
-    r = client.wait_for(lambda: pub.publish(frame(client)) or
-                        (x := client.call(seg, Segment.Request(text="red circle"))).success and x, 30, "a fresh frame")
+    r = client.wait_for(lambda: (x := client.call(seg, Segment.Request(text="red circle"))).success and x, 30, "a fresh frame",
+                        resend=lambda: pub.publish(frame(client)), every=0.0)
     assert r.result.header.frame_id == "cam_optical"
 
 

@@ -122,6 +122,12 @@ def anyref_status(diags: list, after: int = 0):
     return None
 
 
+def status_count(diags: list, key: str) -> int:
+    """A counter of the latest anyref status (0 before the first status)."""
+    s = anyref_status(diags)
+    return int(s[2].get(key, 0)) if s else 0
+
+
 def png_claiming(width: int, height: int) -> bytes:
     """A valid-looking ~70-byte PNG whose IHDR claims width x height (a decompression bomb's header)."""
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -173,9 +179,8 @@ def test_audio_chunk_at_1_hz_with_a_short_window_is_dropped(node, client):
     bad = AudioChunk(sample_rate=1, channels=1, encoding="f32le", data=np.zeros(4, "<f4").tobytes())
     # BEST_EFFORT: the node's reader can match a moment after our writer did, so the
     # chunk is sent again until the node counts it.
-    client.wait_for(lambda: pub.publish(stamp(client, bad)) or
-                    ((s := anyref_status(diags)) and int(s[2].get("audio_chunks_dropped", 0)) >= 1),
-                    30, "the chunk to be counted as dropped")
+    client.wait_for(lambda: status_count(diags, "audio_chunks_dropped") >= 1, 30, "the chunk to be counted as dropped",
+                    resend=lambda: pub.publish(stamp(client, bad)), every=0.5)
     assert proc.poll() is None, "the node died"
     seg = client.service(Segment, "segment")
     image = frame(client)
@@ -225,8 +230,7 @@ def test_frames_sent_while_loading_are_answered_on(node, client):
     camera = Camera(client)
     # BEST_EFFORT frames reach the node once its reader has matched the camera too, which
     # can lag the camera's own match on a loaded machine: frames go on until it counts some.
-    client.wait_for(lambda: (s := anyref_status(diags)) and int(s[2].get("frames_received", 0)) >= 3,
-                    60, "the node to count frames while it loads")
+    client.wait_for(lambda: status_count(diags, "frames_received") >= 3, 60, "the node to count frames while it loads")
     camera.stop()
     first = client.wait_loaded()
     assert "no camera frame" not in first.message
@@ -369,9 +373,6 @@ def test_audio_gaps_rate_changes_and_malformed_chunks(node, client):
             pub.publish(msg)
             time.sleep(max(0.0, start + 0.1 * (i + 1) - client.node.get_clock().now().nanoseconds * 1e-9))
 
-    def dropped() -> int:
-        return int(s[2].get("audio_chunks_dropped", 0)) if (s := anyref_status(diags)) else 0
-
     play(16000, 1.0)
     time.sleep(1.0)  # a gap
     play(48000, 2.5, channels=6, encoding="f32le")  # a rate change: the buffer restarts at 48 kHz
@@ -383,16 +384,10 @@ def test_audio_gaps_rate_changes_and_malformed_chunks(node, client):
         AudioChunk(sample_rate=16000, channels=1, encoding="f32le", data=np.full(100, np.nan, "<f4").tobytes()),
         AudioChunk(sample_rate=4_294_967_295, channels=65535, encoding="f32le", data=b"\0" * 8),
     ]
-    base = dropped()
+    base = status_count(diags, "audio_chunks_dropped")
     for i, m in enumerate(malformed):  # BEST_EFFORT: sent again if not counted within 3 s
-        for _ in range(5):
-            pub.publish(stamp(client, m))
-            deadline = time.monotonic() + 3.0
-            while dropped() < base + i + 1 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            if dropped() >= base + i + 1:
-                break
-    client.wait_for(lambda: dropped() >= base + len(malformed), 10, "every malformed chunk counted as dropped")
+        client.wait_for(lambda: status_count(diags, "audio_chunks_dropped") >= base + i + 1, 15,
+                        f"malformed chunk {i} counted as dropped", resend=lambda: pub.publish(stamp(client, m)), every=3.0)
     status = anyref_status(diags)
     assert 1.9 <= float(status[2]["audio_buffered_s"]) <= 2.6, status[2]["audio_buffered_s"]
     seg = client.service(Segment, "segment")
@@ -471,7 +466,7 @@ def test_model_errors_are_answered_and_shown_in_diagnostics(node, client):
     diags = diagnostics(client)
     camera = Camera(client)
     seg = client.service(Segment, "segment")
-    client.wait_for(lambda: (s := anyref_status(diags)) and int(s[2].get("frames_received", 0)) > 0, 20, "a frame")
+    client.wait_for(lambda: status_count(diags, "frames_received") > 0, 20, "a frame")
     for _ in range(5):
         r = client.call(seg, Segment.Request(text="red circle"))
         assert not r.success and "injected fault" in r.message, r.message
