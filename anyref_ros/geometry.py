@@ -1,9 +1,5 @@
-"""3D position of a mask from a depth image, and stamp matching (no ROS import).
-
-The position is the per-axis median of the masked, valid depth pixels
-back-projected with the pinhole intrinsics of the depth camera, in that
-camera's optical frame (x right, y down, z forward, metres).
-"""
+"""Pinhole intrinsics, mask resizing and stamp matching (no ROS import); an
+object's 3D points, position and box from them: :mod:`anyref_ros.spatial`."""
 
 from __future__ import annotations
 
@@ -42,29 +38,6 @@ def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
     rows = (np.arange(height) * mask.shape[0] / height).astype(int)
     cols = (np.arange(width) * mask.shape[1] / width).astype(int)
     return mask[rows[:, None], cols[None, :]]
-
-
-def mask_position(mask: np.ndarray, depth_m: np.ndarray, intrinsics: Intrinsics) -> Optional[np.ndarray]:
-    """(x, y, z) metres of the masked object, or None without valid depth under it.
-
-    ``mask``: HxW bool at any size (resized to the depth image);
-    ``depth_m``: depth in metres with NaN where invalid.
-    """
-    h, w = depth_m.shape
-    if (intrinsics.width, intrinsics.height) != (w, h):
-        raise ValueError(
-            f"camera_info is for {intrinsics.width}x{intrinsics.height} but the depth image is {w}x{h}"
-        )
-    m = resize_mask(mask, h, w)
-    vs, us = np.nonzero(m)
-    z = depth_m[vs, us]
-    valid = np.isfinite(z) & (z > 0)
-    if not valid.any():
-        return None
-    us, vs, z = us[valid].astype(np.float64), vs[valid].astype(np.float64), z[valid].astype(np.float64)
-    x = (us - intrinsics.cx) * z / intrinsics.fx
-    y = (vs - intrinsics.cy) * z / intrinsics.fy
-    return np.array([np.median(x), np.median(y), np.median(z)])
 
 
 T = TypeVar("T")

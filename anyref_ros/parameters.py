@@ -75,6 +75,23 @@ PARAMS: tuple[Param, ...] = (
     Param("depth_sync_slop_s", 0.1,
           "Largest stamp difference between a colour frame and the depth frame used for its 3D position.",
           range=(0.0, 10.0), live=True),
+    Param("target_frame", "",
+          "Frame of every 3D output (Referral.position, ~/detections_3d, ~/object_points, ~/markers), e.g. "
+          "base_link or map; transformed at the image's stamp through TF. \"\" = the depth camera's own frame.",
+          live=True),
+    Param("tf_timeout_s", 0.2,
+          "Longest wait for the transform to target_frame at the image's stamp; without it the answer keeps "
+          "its mask, has_position is false, the 3D outputs are skipped and the description says why.",
+          range=(0.0, 10.0), live=True),
+    Param("max_object_points", 20000,
+          "Most points on ~/object_points per answer: a larger mask is read on a pixel grid and the cloud "
+          "voxel-downsampled to fit.", range=(100, 1000000), live=True),
+    Param("object_depth_gap", 0.02,
+          "Depth points of a mask farther than this fraction of the depth from the object's surface (behind "
+          "its outline, through a hole) are background and dropped.", range=(0.001, 1.0), live=True),
+    Param("flying_pixel_jump", 0.03,
+          "A depth pixel whose depth differs from a neighbour's by more than this fraction of the depth is a "
+          "flying pixel (a smeared outline) and dropped.", range=(0.001, 1.0), live=True),
     Param("audio_window_s", 3.0,
           "Seconds of the audio topic ~/segment_sound uses (at least 2 s are needed); the buffer keeps "
           "at least 3.5 s for sound events.",

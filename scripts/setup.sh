@@ -88,21 +88,33 @@ if needs model "$R/model.txt" "$R/nodeps.txt" "$R/test.txt" "$R/constraints.txt"
   done_stage model "$R/model.txt" "$R/nodeps.txt" "$R/test.txt" "$R/constraints.txt"
 fi
 
-# --- 4. This package's ROS interfaces (rosidl via CMake, installed into .venv) -------
+# --- 4. ROS interfaces (rosidl via CMake, installed into .venv) -------------------------
+# vision_msgs and tf2_msgs have no wheels: generated from ros_interfaces/ (upstream's
+# definitions, so upstream's type hashes), then this package's msg/srv/action.
 "$V/bin/python" "$ROOT/scripts/patch_ros_cmake.py" "$V" | sed 's/^/[setup] /'
-IFACE_INPUTS=("$ROOT"/msg/*.msg "$ROOT"/srv/*.srv "$ROOT"/action/*.action "$ROOT/CMakeLists.txt" "$ROOT/package.xml")
-if needs interfaces "${IFACE_INPUTS[@]}" || [[ ! -d "$V/lib/python3.11/site-packages/anyref_ros/msg" ]]; then
-  say "generating anyref_ros interfaces (msg/srv/action) with rosidl"
-  B="$ROOT/build/venv"
-  rm -rf "$B"; mkdir -p "$B"
-  export AMENT_PREFIX_PATH="$V" CMAKE_PREFIX_PATH="$V"
-  {
-    cmake -S "$ROOT" -B "$B" -DPython3_EXECUTABLE="$V/bin/python" -DCMAKE_INSTALL_PREFIX="$V" \
-      -DBUILD_TESTING=OFF -DANYREF_INSTALL_PYTHON=OFF \
-    && cmake --build "$B" -j"$(nproc)" && cmake --install "$B"
-  } > "$ROOT/build/interfaces.log" 2>&1 || { tail -n 30 "$ROOT/build/interfaces.log" >&2; die "interface build failed; full log: build/interfaces.log"; }
-  done_stage interfaces "${IFACE_INPUTS[@]}"
-fi
+SITE="$V/lib/python3.11/site-packages"
+# build_interfaces NAME SOURCE_DIR CMAKE_ARG... : generate and install one interface package.
+build_interfaces() {
+  local name=$1 src=$2; shift 2
+  local inputs=("$src"/msg/*.msg "$src"/CMakeLists.txt "$src"/package.xml)
+  for f in "$src"/srv/*.srv "$src"/action/*.action; do [[ -e "$f" ]] && inputs+=("$f"); done
+  if needs "interfaces-$name" "${inputs[@]}" || [[ ! -d "$SITE/$name/msg" ]]; then
+    say "generating $name interfaces with rosidl"
+    local B="$ROOT/build/venv-$name"
+    rm -rf "$B"; mkdir -p "$B"
+    {
+      AMENT_PREFIX_PATH="$V" CMAKE_PREFIX_PATH="$V" cmake -S "$src" -B "$B" -DPython3_EXECUTABLE="$V/bin/python" \
+        -DCMAKE_INSTALL_PREFIX="$V" -DBUILD_TESTING=OFF "$@" \
+      && cmake --build "$B" -j"$(nproc)" && cmake --install "$B"
+    } > "$ROOT/build/interfaces-$name.log" 2>&1 \
+      || { tail -n 30 "$ROOT/build/interfaces-$name.log" >&2; die "$name interface build failed; full log: build/interfaces-$name.log"; }
+    done_stage "interfaces-$name" "${inputs[@]}"
+  fi
+}
+mkdir -p "$ROOT/build"
+build_interfaces vision_msgs "$ROOT/ros_interfaces/vision_msgs"
+build_interfaces tf2_msgs "$ROOT/ros_interfaces/tf2_msgs"
+build_interfaces anyref_ros "$ROOT" -DANYREF_INSTALL_PYTHON=OFF
 
 # --- 5. This package (editable, console entry points) ----------------------------------
 if needs package "$ROOT/setup.py" || ! "$V/bin/python" -m pip show -q anyref_ros >/dev/null 2>&1; then
@@ -112,6 +124,6 @@ if needs package "$ROOT/setup.py" || ! "$V/bin/python" -m pip show -q anyref_ros
 fi
 
 # --- 6. Check ----------------------------------------------------------------------------
-(cd / && "$V/bin/python" -c "import rclpy, anyref_ros.msg, anyref_ros.srv, anyref_ros.action, torch, transformers, peft, segment_anything, pocketsphinx, sounddevice, pycocotools.mask, pycocoevalcap; from anyref_ros.audio.vad import weights_path; weights_path()" ) \
+(cd / && "$V/bin/python" -c "import rclpy, vision_msgs.msg, tf2_msgs.msg, pytransform3d.transform_manager, anyref_ros.msg, anyref_ros.srv, anyref_ros.action, torch, transformers, peft, segment_anything, pocketsphinx, sounddevice, pycocotools.mask, pycocoevalcap; from anyref_ros.audio.vad import weights_path; weights_path()" ) \
   || die "the environment does not import; remove .venv and run again"
 say "ready in $((SECONDS - T0)) s: $V"

@@ -6,7 +6,8 @@ Level and message, first match wins: ERROR "the model failed to load: ..."
 WARN "the last 5 queries failed: ..."; OK "ready". Values: counters (frames,
 queries, audio, sound events), queue, busy, cache, load stage and seconds,
 per-stage latency, image-callback duration and camera delay (p50/p99 of the
-last 1000 frames), device memory.
+last 1000 frames), device memory, the 3D outputs' frame, TF backend and the
+last reason an answer had no 3D position.
 """
 
 from __future__ import annotations
@@ -75,6 +76,9 @@ class Diagnostics:
                                                   "max_batch_seen", "prefix_built", "prefix_used",
                                                   "prefix_missed")},
                   "audio_buffered_s": f"{self.hearing.audio.duration:.2f}",
+                  "target_frame": self.node.param("target_frame") or "(camera frame)",
+                  "tf_backend": self.node.transforms.backend,
+                  "last_3d_problem": self.node.publishing.space.last_problem or "none",
                   "device_memory_mb": f"{device_memory_mb(model.device):.1f}"}
         for name, recent in (("camera_callback_ms", self.intake.callback_ms), ("camera_delay_ms", self.intake.delay_ms)):
             p50, p99 = recent.percentiles(50, 99)

@@ -10,7 +10,10 @@ Callbacks only check and store (no model work, no waiting):
   messages (640x480 rgb8: 10 MB; 1920x1080 rgb8: 68 MB; compressed: a few
   hundred KB);
 * depth: the last :data:`DEPTH_FRAMES` images, matched to a frame by stamp;
-* camera info: the latest one with finite, positive fx, fy and finite cx, cy.
+* camera info: the latest one with finite, positive fx, fy and finite cx, cy,
+  of the colour camera (``camera_info``) and of the depth camera
+  (``depth/camera_info``, for a depth image of another size than the
+  colour image; without it, ``camera_info`` describes the depth image).
 """
 
 from __future__ import annotations
@@ -114,6 +117,7 @@ class Intake:
         self._counter = 0
         self.depth = StampBuffer[Image](DEPTH_FRAMES)
         self.camera_info: Optional[CameraInfo] = None
+        self.depth_info: Optional[CameraInfo] = None
         self.callback_ms = Recent()  # duration of the image callback
         self.delay_ms = Recent()  # receive time - header stamp
 
@@ -127,6 +131,7 @@ class Intake:
             node.create_subscription(kind, topic, self.on_image, qos, callback_group=group),
             node.create_subscription(Image, "depth", self.on_depth, qos, callback_group=group),
             node.create_subscription(CameraInfo, "camera_info", self.on_camera_info, qos, callback_group=group),
+            node.create_subscription(CameraInfo, "depth/camera_info", self.on_depth_info, qos, callback_group=group),
         ]
         self.image_topic = self.subs[0].topic_name
 
@@ -143,6 +148,7 @@ class Intake:
             self._history.clear()
             self.depth = StampBuffer[Image](DEPTH_FRAMES)
             self.camera_info = None
+            self.depth_info = None
 
     # ---------------------------------------------------------------- camera
     @guarded("image")
@@ -196,9 +202,16 @@ class Intake:
 
     @guarded("camera_info")
     def on_camera_info(self, msg: CameraInfo) -> None:
+        self.camera_info = self._checked_info(msg, "camera_info")
+
+    @guarded("depth_info")
+    def on_depth_info(self, msg: CameraInfo) -> None:
+        self.depth_info = self._checked_info(msg, "depth/camera_info")
+
+    def _checked_info(self, msg: CameraInfo, topic: str) -> Optional[CameraInfo]:
         problem = valid_camera_info(msg)
-        if problem is not None:
-            self.stats.inc("camera_info_rejected")
-            self.log("warning", "camera_info", f"ignoring camera_info: {problem}; no 3D positions until a valid one arrives")
-            msg = None
-        self.camera_info = msg
+        if problem is None:
+            return msg
+        self.stats.inc("camera_info_rejected")
+        self.log("warning", topic, f"ignoring {topic}: {problem}; no 3D positions until a valid one arrives")
+        return None

@@ -9,7 +9,9 @@ parts and runs the lifecycle; each concern has its module:
 * :mod:`.queries` (+ :mod:`.requests`) — services and the query topic;
 * :mod:`.refer` — the ~/refer action;
 * :mod:`.sound_events` — sound events -> queries -> ``~/sound_sources``;
-* :mod:`.publishing` — Referral, mask, debug image, markers;
+* :mod:`.publishing` — Referral, mask, debug image, detections, points, markers
+  (built by :mod:`.detections`; the 3D answer from :mod:`.space`, TF from
+  :mod:`.transforms`);
 * :mod:`.diagnostics` — ``/diagnostics``;
 * :mod:`.loading` — the model, loaded off the executor on activate.
 
@@ -41,11 +43,12 @@ from .queries import Queries
 from .refer import ReferAction
 from .sound_events import SoundEvents
 from .support import Stats, Throttle
+from .transforms import Transforms
 
 NODE_NAME = "anyref"
-#: Executor threads besides the waiting callers: sensors, audio, diagnostics,
+#: Executor threads besides the waiting callers: sensors, audio, TF, diagnostics,
 #: lifecycle/parameter services, action goal/cancel/result requests, one spare.
-RESERVE_THREADS = 6
+RESERVE_THREADS = 7
 
 __all__ = ["AnyRefNode", "main", "resolve_checkpoint", "NODE_NAME"]
 
@@ -61,11 +64,13 @@ class AnyRefNode(LifecycleNode):
         self.sensor_group = MutuallyExclusiveCallbackGroup()
         self.audio_group = MutuallyExclusiveCallbackGroup()
         self.diagnostics_group = MutuallyExclusiveCallbackGroup()
+        self.tf_group = MutuallyExclusiveCallbackGroup()
         self.model = ModelSlot(self.get_logger(), self._on_load_failure)
         self.intake = Intake(self, on_frame=lambda frame: self.sound.on_frame(frame),
                              on_depth=lambda depth: self.sound.on_depth(depth))
         self.hearing = Hearing(self, on_sound=lambda event: self.sound.on_event(event))
-        self.publishing = Publishing(self, self.intake)
+        self.transforms = Transforms(self)
+        self.publishing = Publishing(self, self.intake, self.transforms)
         self.sound = SoundEvents(self, self.intake, self.hearing, self.model, self.publishing)
         # Queries are always served: while not ready they answer why at once.
         self.queries = Queries(self, self.intake, self.hearing, self.model, self.publishing)
@@ -105,6 +110,7 @@ class AnyRefNode(LifecycleNode):
         except ValueError as exc:  # sound-event parameters that contradict each other
             return self._configure_failed(f"cannot configure: {exc}")
         self.intake.subscribe(self.sensor_group)
+        self.transforms.subscribe(self.tf_group)
         threads = getattr(self, "executor_thread_count", None) or self.executor_threads(self)
         self.queries.subscribe(min(self.param("max_queue") + 1, max(1, threads - RESERVE_THREADS)))
         self.publishing.create()
@@ -119,6 +125,7 @@ class AnyRefNode(LifecycleNode):
         self.model.fail(reason + "; fix it, then configure and activate")
         self.sound.stop()
         self.intake.unsubscribe()
+        self.transforms.unsubscribe()
         self.hearing.unsubscribe()
         self.queries.unsubscribe()
         self.publishing.destroy()
@@ -161,6 +168,7 @@ class AnyRefNode(LifecycleNode):
         self.release()
         self.sound.stop()
         self.intake.unsubscribe()
+        self.transforms.unsubscribe()
         self.hearing.unsubscribe()
         self.queries.unsubscribe()
         self.publishing.destroy()

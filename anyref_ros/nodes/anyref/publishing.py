@@ -1,36 +1,58 @@
 """Answers out: Referral messages (mask, box, description, 3D position), the
-mask and debug image, RViz markers, and ~/sound_sources."""
+mask and debug image, vision_msgs detections (2D, 3D), the object's points,
+RViz markers, and ~/sound_sources.
+
+Every answer is published on ``~/detections`` (empty when nothing was
+found: a consumer knows the node looked) and, when depth and camera info are
+there, on ``~/detections_3d``; a located object's points go on
+``~/object_points`` and its box and label on ``~/markers``, all in the
+output frame (:mod:`.space`) with the image's stamp.
+"""
 
 from __future__ import annotations
 
+import itertools
 import math
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-from geometry_msgs.msg import Point, PointStamped
-from sensor_msgs.msg import Image
+from geometry_msgs.msg import PointStamped
+from sensor_msgs.msg import Image, PointCloud2
 from std_msgs.msg import Header
-from visualization_msgs.msg import Marker, MarkerArray
+from vision_msgs.msg import Detection2DArray, Detection3DArray
+from visualization_msgs.msg import MarkerArray
 
 from anyref_ros.drawing import draw_referral
-from anyref_ros.geometry import Intrinsics, mask_position
 from anyref_ros.msg import Referral
 from anyref_ros.nodes import conversions as conv
 
-from .support import stamp_seconds
+from . import detections as det
+from .space import Outcome, Space
 
 #: The description of an answer without a mask when the model has no reply of its own for it.
 NOT_IN_VIEW = "not in view"
+MARKER_COLOURS = {"results": (1.0, 0.25, 0.63), "sound_sources": (0.2, 0.8, 1.0)}
+
+
+@dataclass
+class Answer:
+    """A Referral with its place in space (``outcome``), ready to publish."""
+
+    msg: Referral
+    outcome: Outcome
 
 
 class Publishing:
     """Lifecycle publishers of the node and the Referral they carry."""
 
-    def __init__(self, node, intake) -> None:
+    def __init__(self, node, intake, transforms) -> None:
         self.node = node
         self.intake = intake
+        self.space = Space(node, intake, transforms)
         self.log = node.throttle
         self.pubs: dict = {}
+        self._ids = itertools.count(1)
 
     def create(self) -> None:
         node = self.node
@@ -40,6 +62,9 @@ class Publishing:
             "mask": node.create_lifecycle_publisher(Image, "~/mask", 10),
             "debug_image": node.create_lifecycle_publisher(Image, "~/debug_image", 10),
             "markers": node.create_lifecycle_publisher(MarkerArray, "~/markers", 10),
+            "detections": node.create_lifecycle_publisher(Detection2DArray, "~/detections", 10),
+            "detections_3d": node.create_lifecycle_publisher(Detection3DArray, "~/detections_3d", 10),
+            "object_points": node.create_lifecycle_publisher(PointCloud2, "~/object_points", 10),
         }
 
     def destroy(self) -> None:
@@ -48,51 +73,36 @@ class Publishing:
             self.node.destroy_lifecycle_publisher(pub)
 
     # --------------------------------------------------------------- building
-    def referral(self, ref, latency: float, header: Header, query: str, kind: str, depth=None) -> Referral:
+    def referral(self, ref, latency: float, header: Header, query: str, kind: str, rgb=None, depth=None) -> Answer:
         """The Referral for a pipeline answer ``ref`` on a frame with ``header``
-        (:func:`build_referral`, with the node's ``min_score``), plus the 3D
-        position of a found object. The position uses whichever is nearer in
-        time to the frame: ``depth`` (kept when the query was asked) or the
-        stored depth image nearest now."""
+        (:func:`build_referral`, with the node's ``min_score``), with a found
+        object's place in space. The 3D answer uses whichever is nearer in time
+        to the frame: ``depth`` (kept when the query was asked) or the stored
+        depth image nearest now."""
         msg = build_referral(ref, header, query, kind, latency, self.node.param("min_score"),
                              self._no_object_reply())
-        if msg.found:
-            self._add_position(msg, ref.mask, header, depth)
-        return msg
+        msg.id = str(next(self._ids))
+        outcome = self.space.locate(ref.mask if msg.found else None, header, rgb, depth)
+        if outcome.located is not None:
+            msg.has_position = True
+            p = outcome.located.position
+            msg.position = PointStamped(header=Header(stamp=header.stamp, frame_id=outcome.located.frame_id))
+            msg.position.point.x, msg.position.point.y, msg.position.point.z = (float(v) for v in p)
+        elif outcome.problem:
+            msg.description = f"{msg.description}; no 3D position: {outcome.problem}"
+            self.log("warning", "no-3d", f"answer {msg.id}: no 3D position: {outcome.problem}")
+        return Answer(msg, outcome)
 
     def _no_object_reply(self) -> Optional[str]:
         """The loaded model's reply for an absent referent (None: it has none)."""
         pipeline = getattr(self.node.model.engine, "pipeline", None)
         return pipeline.config.prompt.no_object_answer if pipeline is not None else None
 
-    def _add_position(self, msg: Referral, mask: np.ndarray, header: Header, depth=None) -> None:
-        info = self.intake.camera_info
-        if info is None:
-            return
-        t, slop = stamp_seconds(header), self.node.param("depth_sync_slop_s")
-        candidates = [d for d in (depth, self.intake.depth.nearest(t, slop)) if d is not None]
-        depth = min(candidates, key=lambda d: abs(stamp_seconds(d.header) - t), default=None)
-        if depth is None or abs(stamp_seconds(depth.header) - t) > slop:
-            return
-        try:
-            metres = conv.depth_to_metres(depth, self.node.param("depth_unit_mm"))
-            xyz = mask_position(mask, metres, Intrinsics.from_k(info.k, info.width, info.height))
-        except ValueError as exc:
-            self.log("warning", "position", f"no 3D position: {exc}")
-            return
-        if xyz is None or not np.isfinite(xyz).all():
-            return
-        msg.has_position = True
-        msg.position = PointStamped()
-        msg.position.header.stamp = header.stamp
-        msg.position.header.frame_id = info.header.frame_id or depth.header.frame_id or header.frame_id
-        msg.position.point.x, msg.position.point.y, msg.position.point.z = (float(v) for v in xyz)
-
     # ------------------------------------------------------------- publishing
-    def answer(self, msg: Referral, rgb: np.ndarray, mask: np.ndarray, topic: str = "results") -> None:
-        """Publish ``msg`` on ~/results (or ~/sound_sources), with its mask,
-        debug picture and markers."""
-        pubs = self.pubs
+    def answer(self, answer: Answer, rgb: np.ndarray, mask: np.ndarray, topic: str = "results") -> None:
+        """Publish ``answer`` on ~/results (or ~/sound_sources), with its mask,
+        debug picture, detections, points and markers."""
+        pubs, msg = self.pubs, answer.msg
         if not pubs:
             return
         pubs[topic].publish(msg)
@@ -104,29 +114,25 @@ class Publishing:
             picture = draw_referral(rgb, mask, box, [msg.description[:80], f"{msg.latency_ms:.0f} ms"],
                                     found=msg.found, score=msg.score, label=msg.query or msg.reference_type)
             pubs["debug_image"].publish(conv.numpy_to_image(picture, "rgb8", msg.header))
-        if msg.has_position:
-            pubs["markers"].publish(self.markers(msg, "anyref_sound" if topic == "sound_sources" else "anyref"))
+        pubs["detections"].publish(det.detections_2d(msg))
+        self.publish_3d(answer, topic)
 
-    def markers(self, msg: Referral, namespace: str = "anyref") -> MarkerArray:
-        lifetime = self.node.param("marker_lifetime_s")
-        out = MarkerArray()
-        for i, kind in enumerate((Marker.SPHERE, Marker.TEXT_VIEW_FACING)):
-            m = Marker()
-            m.header = msg.position.header
-            m.ns, m.id, m.type, m.action = namespace, i, kind, Marker.ADD
-            p = msg.position.point  # copied: rclpy assigns messages by reference
-            m.pose.position = Point(x=p.x, y=p.y, z=p.z)
-            m.pose.orientation.w = 1.0
-            m.scale.x = m.scale.y = m.scale.z = 0.05
-            m.color.r, m.color.g, m.color.b, m.color.a = (1.0, 0.25, 0.63, 1.0) if namespace == "anyref" else (0.2, 0.8, 1.0, 1.0)
-            m.lifetime.sec = int(lifetime)
-            m.lifetime.nanosec = int((lifetime % 1.0) * 1e9)
-            if kind == Marker.TEXT_VIEW_FACING:
-                m.pose.position.z -= 0.08
-                m.text = msg.description or msg.query
-                m.color.r = m.color.g = m.color.b = 1.0
-            out.markers.append(m)
-        return out
+    def publish_3d(self, answer: Answer, topic: str) -> None:
+        located, msg = answer.outcome.located, answer.msg
+        if not answer.outcome.has_depth or (msg.found and located is None):
+            return  # no depth configured, or no 3D answer (the description says why)
+        frame = located.frame_id if located is not None else self.space.output_frame()
+        header = Header(stamp=msg.header.stamp, frame_id=frame)
+        self.pubs["detections_3d"].publish(det.detections_3d(msg, located, header))
+        if located is None:
+            return
+        if self.pubs["object_points"].get_subscription_count() > 0:
+            self.pubs["object_points"].publish(det.object_cloud(located, header))
+        label = det.class_id(msg)
+        namespace = "anyref_sound" if topic == "sound_sources" else "anyref"
+        self.pubs["markers"].publish(MarkerArray(markers=det.box_markers(
+            located, header, label, namespace, MARKER_COLOURS.get(topic, MARKER_COLOURS["results"]),
+            self.node.param("marker_lifetime_s"))))
 
 
 def build_referral(ref, header: Header, query: str, kind: str, latency: float = 0.0, min_score: float = 0.0,
@@ -141,7 +147,7 @@ def build_referral(ref, header: Header, query: str, kind: str, latency: float = 
     reply ``no_object`` ("It is not in view") or "not in view; the model said:
     ..." for an answer without a mask; "not found: score S < min_score M; best
     guess: ..." for a mask scored too low, which is kept (mask, box, area) for
-    inspection. ``latency`` is in seconds; nothing here has a 3D position."""
+    inspection. ``latency`` is in seconds; nothing here has a 3D position or id."""
     msg = Referral()
     msg.header = header
     msg.query = query

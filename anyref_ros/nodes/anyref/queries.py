@@ -131,8 +131,11 @@ class Queries:
             ref = job.result(0)
         except eng.Cancelled as exc:
             raise QueryError(f"the query was cancelled: {exc}; activate the node and ask again") from None
-        msg = self.publishing.referral(ref, job.latency or 0.0, header, query, kind, depth=job.request.frame.meta)
-        self.publishing.answer(msg, job.request.frame.image, ref.mask, topic)
+        frame = job.request.frame
+        answer = self.publishing.referral(ref, job.latency or 0.0, header, query, kind, rgb=frame.image,
+                                          depth=frame.meta)
+        self.publishing.answer(answer, frame.image, ref.mask, topic)
+        msg = answer.msg
         self.stats.outcome(True)
         if not msg.found:  # answered (success), but nothing to act on: not in view, or below min_score
             self.stats.inc("answers_not_found")

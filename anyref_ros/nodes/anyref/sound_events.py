@@ -154,9 +154,10 @@ class SoundEvents:
         ref = job.result(0)
         if empty_answer(ref):  # still answered: "heard a <class>, found nothing that makes it"
             self.stats.inc("sound_events_unlocated")
-        msg = self.publishing.referral(ref, time.monotonic() - p.detected, frame.header, "", Referral.TYPE_AUDIO,
-                                       depth=p.depth)
-        self.publishing.answer(msg, request.frame.image, ref.mask, "sound_sources")
+        answer = self.publishing.referral(ref, time.monotonic() - p.detected, frame.header, "", Referral.TYPE_AUDIO,
+                                          rgb=request.frame.image, depth=p.depth)
+        self.publishing.answer(answer, request.frame.image, ref.mask, "sound_sources")
+        msg = answer.msg
         self.stats.inc("sound_events_answered")
         self.node.get_logger().info(
             f"sound event at {p.onset:.2f} s: {msg.description!r} ({msg.mask_area} px) on frame {frame.stamp:.2f} s; "
