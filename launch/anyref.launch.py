@@ -3,6 +3,9 @@
     ros2 launch anyref_ros anyref.launch.py image_topic:=/camera/color/image_raw
     ros2 launch anyref_ros anyref.launch.py checkpoint:=/models/anyref device:=cuda:0 namespace:=robot
     ros2 launch anyref_ros anyref.launch.py use_mic:=true use_speech:=true wake_phrase:=robot
+    ros2 launch anyref_ros anyref.launch.py image_topic:=/camera/color/image_raw \
+        depth_topic:=/camera/aligned_depth_to_color/image_raw \
+        camera_info_topic:=/camera/aligned_depth_to_color/camera_info target_frame:=base_link
 
 With use_mic the robot's microphone feeds `audio_topic` (sound events are then
 localised by the anyref node unasked); with use_speech, utterances heard on
@@ -32,7 +35,12 @@ ARGUMENTS = {
     "namespace": ("", "namespace of the nodes and their topics"),
     "image_topic": ("/camera/image_raw", "camera image (sensor_msgs/Image); +/compressed with use_compressed"),
     "depth_topic": ("/camera/depth/image_raw", "depth image, 16UC1 mm or 32FC1 m (optional)"),
-    "camera_info_topic": ("/camera/depth/camera_info", "CameraInfo of the depth image (optional)"),
+    "camera_info_topic": ("/camera/depth/camera_info",
+                          "CameraInfo of the depth image (of the colour image when depth is registered to it)"),
+    "depth_camera_info_topic": ("depth/camera_info",
+                                "CameraInfo of a depth image of another size than camera_info's (optional)"),
+    "target_frame": ("", "frame of the 3D outputs, e.g. base_link or map ('' = the camera's frame); TF at the "
+                         "image's stamp"),
     "audio_topic": ("/audio", "anyref_ros/AudioChunk stream: sound events, ~/segment_sound, speech"),
     "query_topic": ("query", "std_msgs/String queries (typed, or transcribed by anyref_speech)"),
     "use_compressed": ("false", "subscribe to <image_topic>/compressed instead"),
@@ -66,6 +74,7 @@ def generate_launch_description() -> LaunchDescription:
                 "checkpoint": LaunchConfiguration("checkpoint"),
                 "device": LaunchConfiguration("device"),
                 "use_compressed": ParameterValue(LaunchConfiguration("use_compressed"), value_type=bool),
+                "target_frame": ParameterValue(LaunchConfiguration("target_frame"), value_type=str),
             },
         ],
         remappings=[
@@ -73,6 +82,7 @@ def generate_launch_description() -> LaunchDescription:
             ("image/compressed", [image, "/compressed"]),
             ("depth", LaunchConfiguration("depth_topic")),
             ("camera_info", LaunchConfiguration("camera_info_topic")),
+            ("depth/camera_info", LaunchConfiguration("depth_camera_info_topic")),
             audio,
             query,
         ],
