@@ -25,6 +25,10 @@ otherwise):
 * ``overhead_ms_720p``: everything outside the network for a 1280x720
   ``sensor_msgs/Image`` (``anyref_ros.nodes.anyref.overhead``; null where
   the ROS messages cannot be imported);
+* ``outputs_3d_ms_720p``: an answer's 3D outputs from a 1280x720 depth
+  image (the object's points, the transform to ``base_link``, its oriented
+  box, Detection3DArray, PointCloud2, markers; :mod:`anyref_ros.benchmark_3d`;
+  null where the ROS messages cannot be imported);
 * ``peak_memory_mb``: CUDA's peak allocation on a GPU, else the process's peak RSS.
 
 Nothing here is a pass/fail threshold: compare the numbers with
@@ -187,6 +191,15 @@ def overhead(config) -> dict:
     return {"overhead_ms_720p": data.get("overhead_ms_720p"), "overhead": data}
 
 
+def outputs_3d() -> dict:
+    """``outputs_3d_ms_720p`` (:mod:`anyref_ros.benchmark_3d`), or null with the reason."""
+    try:
+        from anyref_ros.benchmark_3d import measure_outputs_3d
+        return measure_outputs_3d((1280, 720), repeats=30)
+    except ImportError as exc:  # ROS messages missing: figure left out
+        return {"outputs_3d_ms_720p": None, "outputs_3d_error": f"{type(exc).__name__}: {exc}"[:300]}
+
+
 def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tuple[int, int], repeats: int,
         quantization: Optional[str] = None, random_weights: bool = False, threads: int = 0,
         headline_only: bool = False) -> dict:
@@ -237,6 +250,7 @@ def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tupl
         torch.cuda.reset_peak_memory_stats(dev)
     result = headline(pipe, image, text_queries, repeats, sync)
     result.update(overhead(pipe.config))
+    result.update(outputs_3d())
     result.update({
         "checkpoint": checkpoint,
         "device": str(dev),

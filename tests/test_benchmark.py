@@ -22,4 +22,6 @@ def test_benchmark_prints_json_for_every_reference_type():
                 "forced_vs_generate_speedup", "peak_memory_mb"):
         assert isinstance(data[key], float) and data[key] > 0, key
     assert "overhead_ms_720p" in data
+    assert data["outputs_3d_ms_720p"] > 0 and data["outputs_3d"]["depth_size"] == [1280, 720]
+    assert 0 < data["outputs_3d"]["points_published"] <= 20000
     assert 1.0 <= data["eight_queries_model_calls"] <= 2.0  # batched (one call unless a thread lagged)
