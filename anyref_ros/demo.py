@@ -4,7 +4,10 @@ Starts ``anyref_node`` in its own process, plays toy scenes (640x480) as a
 10 Hz BEST_EFFORT camera, and asks through every path a user has: typed
 queries through ``~/segment`` and the ``query`` topic, an exemplar image, a
 sound, a region to describe, and one typed query for an object that is not
-in the scene (answered "not found"). Then the robot hears: a shape's sound in a
+in the scene (answered "not found"). Then a 3D scene with depth and the
+camera's pose on /tf_static: the answer in ``base_link``, its oriented box
+drawn back into the picture and a top view of the object's points
+(:mod:`anyref_ros.demo_grasp`). Then the robot hears: a shape's sound in a
 quiet room is localised unasked (``~/sound_sources``), and a sentence spoken
 by espeak-ng goes through ``anyref_speech`` to the ``query`` topic. For each
 answer it writes a picture (the object outlined in its own colours on a
@@ -64,6 +67,7 @@ class Answer:
     latency_ms: float = 0.0
     picture: str = ""
     box: Optional[list[int]] = field(default=None)
+    spatial: Optional[dict] = field(default=None)  # the 3D answer in base_link against the truth (segment_3d)
 
 
 # ------------------------------------------------------------------ camera
@@ -195,7 +199,7 @@ class Demo:
         cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.nodes.anyref"]),
                "--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "anyref.yaml"),
                "-r", f"__ns:={NAMESPACE}", "-p", f"checkpoint:={self.args.checkpoint}",
-               "-p", f"device:={self.args.device}", "-p", "max_frame_age_s:=0.0"]
+               "-p", f"device:={self.args.device}", "-p", "max_frame_age_s:=0.0", "-p", "target_frame:=base_link"]
         log = open(self.out / "node.log", "w")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
         print(f"[demo] started anyref_node (log: {self.out / 'node.log'})", flush=True)
@@ -652,6 +656,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             demo.run_bag()
         else:
             demo.run_toy()
+            from anyref_ros.demo_grasp import run_grasp
+
+            run_grasp(demo, NAMESPACE)
             if not args.no_hearing:
                 demo.run_hearing()
     except (RuntimeError, KeyboardInterrupt) as exc:

@@ -193,3 +193,46 @@ def _text_band(out: np.ndarray, headline: Optional[str], lines: list[str], found
         cv2.putText(out, _fit(text, scale, 1, w - 8), (4, y + int(line_h * 0.8)), font, scale, TEXT_COLOUR, 1,
                     cv2.LINE_AA)
         y += line_h
+
+
+# The 12 edges of a box between the corners of OrientedBox.corners() (index bits: x, y, z).
+BOX_EDGES = [(a, b) for a in range(8) for b in range(a + 1, 8) if bin(a ^ b).count("1") == 1]
+
+
+def draw_box_3d(out: np.ndarray, corners_px: np.ndarray, colour=BOX_COLOUR) -> np.ndarray:
+    """The 12 edges of a 3D box, its 8 corners projected to pixels (8 x 2), drawn into ``out``."""
+    width = outline_width(out.shape)
+    pts = np.round(corners_px).astype(int)
+    for a, b in BOX_EDGES:
+        cv2.line(out, tuple(int(v) for v in pts[a]), tuple(int(v) for v in pts[b]), colour, width, cv2.LINE_AA)
+    return out
+
+
+def top_view(points_xy: np.ndarray, colours: Optional[np.ndarray], box_xy: np.ndarray, size: int = 480,
+             truth_xy: Optional[np.ndarray] = None, title: str = "top view") -> np.ndarray:
+    """A picture of points seen from above (x up the picture, y to its left, as a
+    robot's base frame), with a box's 4 bottom corners (4 x 2, in order around it)
+    and, optionally, a true outline (N x 2), scaled to fit with a 1 cm grid."""
+    out = np.full((size, size, 3), 24, np.uint8)
+    every = np.concatenate([points_xy, box_xy] + ([truth_xy] if truth_xy is not None else []))
+    centre = (every.min(axis=0) + every.max(axis=0)) / 2.0
+    span = float(np.max(every.max(axis=0) - every.min(axis=0))) * 1.3 + 1e-3
+    scale = size / span
+
+    def px(xy: np.ndarray) -> np.ndarray:  # robot x -> up, robot y -> left
+        return np.stack([size / 2 - (xy[:, 1] - centre[1]) * scale, size / 2 - (xy[:, 0] - centre[0]) * scale], axis=1)
+
+    step = 0.01 * scale
+    if step >= 4:
+        for k in range(int(size / step) + 2):
+            v = int(round(size / 2 + (k - int(size / step / 2)) * step))
+            cv2.line(out, (v, 0), (v, size - 1), (40, 40, 40), 1)
+            cv2.line(out, (0, v), (size - 1, v), (40, 40, 40), 1)
+    p = np.round(px(points_xy)).astype(int)
+    ok = (p >= 0).all(axis=1) & (p < size).all(axis=1)
+    out[p[ok, 1], p[ok, 0]] = colours[ok] if colours is not None else (255, 255, 255)
+    if truth_xy is not None:
+        cv2.polylines(out, [np.round(px(truth_xy)).astype(np.int32)], True, (40, 255, 40), 1, cv2.LINE_AA)
+    cv2.polylines(out, [np.round(px(box_xy)).astype(np.int32)], True, BOX_COLOUR, 2, cv2.LINE_AA)
+    cv2.putText(out, title, (8, 22), cv2.FONT_HERSHEY_SIMPLEX, 0.6, TEXT_COLOUR, 1, cv2.LINE_AA)
+    return out

@@ -17,12 +17,11 @@ import pytest
 import rclpy
 from anyref_ros.data.toy_3d import Camera, Solid, render
 from anyref_ros.geometry import Intrinsics
+from anyref_ros.nodes.anyref.transforms import transform_stamped
 from anyref_ros.nodes.conversions import image_to_mask, numpy_to_image
 from anyref_ros.spatial.objects import object_points
 from anyref_ros.srv import Segment
 from diagnostic_msgs.msg import DiagnosticArray
-from geometry_msgs.msg import TransformStamped
-from pytransform3d.rotations import quaternion_from_matrix
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
 from rcl_interfaces.srv import SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -54,18 +53,6 @@ def seconds(stamp) -> float:
     return stamp.sec + stamp.nanosec * 1e-9
 
 
-def transform(parent: str, child: str, matrix: np.ndarray, t: float) -> TransformStamped:
-    msg = TransformStamped()
-    msg.header.frame_id, msg.child_frame_id = parent, child
-    msg.header.stamp = stamp_of(t)
-    tr = msg.transform.translation
-    tr.x, tr.y, tr.z = (float(v) for v in matrix[:3, 3])
-    w, x, y, z = quaternion_from_matrix(matrix[:3, :3])
-    q = msg.transform.rotation
-    q.x, q.y, q.z, q.w = float(x), float(y), float(z), float(w)
-    return msg
-
-
 class Scene:
     """The test's camera and robot: publishes what a robot's drivers would."""
 
@@ -80,7 +67,7 @@ class Scene:
         self.static_pub = node.create_publisher(TFMessage, "/tf_static", static_qos)
         self.tf_pub = node.create_publisher(TFMessage, "/tf", QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE))
         self.segment = client.service(Segment, "segment", timeout=120)
-        self.static_pub.publish(TFMessage(transforms=[transform("base_link", CAMERA_FRAME, CAMERA.pose(), 0.0)]))
+        self.static_pub.publish(TFMessage(transforms=[transform_stamped("base_link", CAMERA_FRAME, CAMERA.pose())]))
 
     def now(self) -> float:
         return self.client.node.get_clock().now().nanoseconds * 1e-9
@@ -233,7 +220,7 @@ def test_moving_robot_frame_half_a_second_old(system, view):
     def drive():
         while not stop_driving.is_set():
             t = scene.now()
-            scene.tf_pub.publish(TFMessage(transforms=[transform("odom", "base_link", pose(t), t)]))
+            scene.tf_pub.publish(TFMessage(transforms=[transform_stamped("odom", "base_link", pose(t), t)]))
             time.sleep(0.02)
 
     driver = threading.Thread(target=drive, daemon=True)

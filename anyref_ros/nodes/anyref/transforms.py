@@ -15,6 +15,8 @@ from __future__ import annotations
 from typing import Optional
 
 import numpy as np
+from geometry_msgs.msg import TransformStamped
+from pytransform3d.rotations import quaternion_from_matrix
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
 from anyref_ros.spatial.transforms import CACHE_S, TransformBuffer, TransformUnavailable, describe, matrix_from_ros
@@ -103,3 +105,16 @@ class Transforms:
             raise TransformUnavailable(f"no transform {describe(target, source, stamp)}: {exc}") from None
         tr, q = t.transform.translation, t.transform.rotation
         return matrix_from_ros((tr.x, tr.y, tr.z), (q.x, q.y, q.z, q.w))
+
+
+def transform_stamped(parent: str, child: str, matrix: np.ndarray, stamp: float = 0.0) -> TransformStamped:
+    """A TF message ``parent`` <- ``child`` from a 4x4 matrix (for tools and tests that broadcast poses)."""
+    msg = TransformStamped()
+    msg.header.frame_id, msg.child_frame_id = parent, child
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp // 1), int(round((stamp % 1.0) * 1e9)) % 1_000_000_000
+    t = msg.transform.translation
+    t.x, t.y, t.z = (float(v) for v in matrix[:3, 3])
+    w, x, y, z = quaternion_from_matrix(matrix[:3, :3])
+    q = msg.transform.rotation
+    q.x, q.y, q.z, q.w = float(x), float(y), float(z), float(w)
+    return msg
