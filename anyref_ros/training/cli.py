@@ -64,8 +64,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    from .trainer import train
+    from .trainer import single_process_launch, train
 
+    problem = single_process_launch()
+    if problem:
+        raise SystemExit(f"anyref-train: {problem}")
     train(config, resume=args.resume, stop_at=args.stop_at)
     return 0
 
