@@ -292,7 +292,7 @@ def whole_weights(plugin, model):
 # ------------------------------------------------------------ validation
 def validate(pipe, scenes: int, size) -> Dict[str, float]:
     """Quick scores on validation scenes (a training-side seed never trained on)."""
-    from ..evaluation.runner import evaluate
+    from ..scoring.runner import evaluate
 
     seed, seg = train_seed(VALIDATION_K), pipe.config.tokens.seg
     world = ToyWorld(seed, size=size, seg_token=seg)
