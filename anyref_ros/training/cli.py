@@ -4,8 +4,15 @@
     anyref-train --config my_run.yaml              # a YAML/JSON TrainConfig
     anyref-train --config toy --set steps=200 --set output_dir=runs/x
     anyref-train --config my_run.yaml --resume auto
-    accelerate launch --num_processes 8 -m anyref_ros.training --config anyref-7b
-                                                   # (anyref_ros/training/configs/anyref-7b.yaml)
+
+Several processes train one data-parallel job (equal to one process with
+the same global batch; README "Training on more GPUs and machines"):
+
+    accelerate launch --multi_gpu --num_processes 8 -m anyref_ros.training --config anyref-7b
+    accelerate launch --config_file anyref_ros/training/configs/accelerate/deepspeed-zero2.yaml
+        -m anyref_ros.training --config anyref-7b      # (one line) DeepSpeed ZeRO-2, pip install deepspeed
+    accelerate launch --multi_gpu --num_processes 2 -m anyref_ros.training --config tiny
+                                                   # 2 CPU processes (gloo); or torchrun --nproc_per_node 2
 """
 
 from __future__ import annotations
