@@ -28,7 +28,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["anyref_ros", "anyref_ros.*"]),
-    package_data={"anyref_ros.training": ["configs/*.yaml"]},
+    package_data={"anyref_ros.training": ["configs/*.yaml", "configs/accelerate/*.yaml"]},
     entry_points={"console_scripts": ENTRY_POINTS},
     # 8-bit/4-bit language-model weights (quantization option); also in requirements/model.txt.
     extras_require={"quantization": ["bitsandbytes>=0.46"]},

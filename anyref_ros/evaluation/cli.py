@@ -106,7 +106,7 @@ def run(checkpoint: str, source: str = "toy", scenes: int = 200, source_args: Op
     from ..model.pipeline import AnyRefPipeline
     from ..training import toy_preset  # noqa: F401  (the "toy" preset)
     from .grid import save_grid
-    from .runner import evaluate
+    from ..scoring.runner import evaluate
 
     if threads > 0:
         torch.set_num_threads(threads)

@@ -3,26 +3,15 @@ and the prediction overlay, and a caption line (query, answer, IoU) below."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..scoring.runner import GridRow, caption_for  # noqa: F401  (rows come from the runner)
+
 GT_COLOUR = (0, 200, 0)
 PRED_COLOUR = (230, 30, 200)
-
-
-@dataclass
-class GridRow:
-    """One row: ``image`` H x W x 3 uint8, ``gt_mask`` and ``pred_mask``
-    H x W bool (either may be None: its tile shows the plain image) and a
-    free ``caption`` (e.g. ``"red circle | IoU 0.83"``)."""
-
-    image: np.ndarray
-    gt_mask: np.ndarray | None
-    pred_mask: np.ndarray | None
-    caption: str = ""
 
 
 def mask_outline(mask: np.ndarray) -> np.ndarray:
@@ -50,16 +39,6 @@ def overlay(
         if outline:
             out[mask_outline(mask)] = colour
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def caption_for(query: str, iou: float | None = None, answer: str | None = None) -> str:
-    """``"query | answer | IoU 0.83"`` (parts left out when None)."""
-    parts = [query]
-    if answer is not None:
-        parts.append(answer)
-    if iou is not None:
-        parts.append(f"IoU {iou:.2f}")
-    return " | ".join(parts)
 
 
 def _tile(array: np.ndarray, height: int) -> Image.Image:

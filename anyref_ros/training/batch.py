@@ -119,6 +119,11 @@ class Batch:
     def __len__(self) -> int:
         return len(self.examples)
 
+    def label_counts(self) -> Tuple[int, int]:
+        """(answer tokens with LM labels, [SEG] masks): what the loss terms are averaged over."""
+        return (sum(len(e.answer_ids) for e in self.examples if e.lm),
+                sum(1 for e in self.examples if e.seg_offsets))
+
     def to(self, device: torch.device) -> "Batch":
         move = (lambda t: None if t is None else t.to(device, non_blocking=True))
         return Batch(self.examples, move(self.sam_pixels), move(self.clip_pixels),

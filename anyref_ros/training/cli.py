@@ -4,8 +4,15 @@
     anyref-train --config my_run.yaml              # a YAML/JSON TrainConfig
     anyref-train --config toy --set steps=200 --set output_dir=runs/x
     anyref-train --config my_run.yaml --resume auto
-    accelerate launch --num_processes 8 -m anyref_ros.training --config anyref-7b
-                                                   # (anyref_ros/training/configs/anyref-7b.yaml)
+
+Several processes train one data-parallel job (equal to one process with
+the same global batch; README "Training on more GPUs and machines"):
+
+    accelerate launch --multi_gpu --num_processes 8 -m anyref_ros.training --config anyref-7b
+    accelerate launch --config_file anyref_ros/training/configs/accelerate/deepspeed-zero2.yaml
+        -m anyref_ros.training --config anyref-7b      # (one line) DeepSpeed ZeRO-2, pip install deepspeed
+    accelerate launch --multi_gpu --num_processes 2 -m anyref_ros.training --config tiny
+                                                   # 2 CPU processes (gloo); or torchrun --nproc_per_node 2
 """
 
 from __future__ import annotations
@@ -64,8 +71,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.print_config:
         print(json.dumps(config.to_dict(), indent=2))
         return 0
-    from .trainer import train
+    from .trainer import single_process_launch, train
 
+    problem = single_process_launch()
+    if problem:
+        raise SystemExit(f"anyref-train: {problem}")
     train(config, resume=args.resume, stop_at=args.stop_at)
     return 0
 

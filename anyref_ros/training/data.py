@@ -3,8 +3,15 @@
 A stream is deterministic: draw number ``n`` (0, 1, 2, ...) picks its
 source with ``default_rng([seed, n])`` by the configured weights, then its
 item (toy: ``ToyWorld.sample(n)``, whose seed is ``train_seed(...)``, never
-``EVAL_SEED``; datasets: a random index).  Process ``p`` of ``P`` takes the
+``EVAL_SEED``; datasets: a random index).  Stream ``p`` of ``P`` takes the
 draws ``p, p + P, ...``; resuming only needs the next draw number.
+
+Training splits the draws into lanes (``build_lanes``): with ``P``
+processes and ``A`` accumulation micro-batches per optimizer step there are
+``L = P * A`` lanes, and micro-batch ``m`` of process ``r`` always reads
+lane ``m * P + r``.  Lanes never share a draw, and an optimizer step reads
+the same samples in the same micro-batches for every ``(P, A)`` with the
+same ``L``: 2 processes x 1 micro-batch train exactly as 1 process x 2.
 """
 
 from __future__ import annotations
@@ -90,9 +97,22 @@ class SampleStream:
 
 def build_stream(config: TrainConfig, seg_token: str, rank: int = 0, world: int = 1,
                  start: int = 0) -> SampleStream:
+    return build_lanes(config, seg_token, [rank], world, [start])[0]
+
+
+def lane_of(micro: int, rank: int, processes: int) -> int:
+    """The lane that micro-batch ``micro`` of process ``rank`` reads (module docstring)."""
+    return micro * processes + rank
+
+
+def build_lanes(config: TrainConfig, seg_token: str, lanes: Sequence[int], count: int,
+                starts: Sequence[int]) -> List[SampleStream]:
+    """Streams of lanes ``lanes`` of ``count``, sharing one set of sources;
+    lane ``k`` starts at its first draw ``>= starts[i]``."""
     sources = [build_source(s, i, config.seed, seg_token) for i, s in enumerate(config.sources)]
-    return SampleStream(sources, [s.weight for s in config.sources], seed=train_seed(config.seed),
-                        curriculum=config.curriculum, rank=rank, world=world, start=start)
+    weights = [s.weight for s in config.sources]
+    return [SampleStream(sources, weights, seed=train_seed(config.seed), curriculum=config.curriculum,
+                         rank=k, world=count, start=start) for k, start in zip(lanes, starts)]
 
 
 def task_counts(samples: Sequence[Sample]) -> Dict[str, int]:

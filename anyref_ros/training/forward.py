@@ -27,12 +27,18 @@ call (what DDP / accelerate see) runs a whole ``Batch``:
    errors are below 1e-3, so the head's scores of good masks vary at random;
    on the log scale IoU 0.97 and 0.99 lie 0.69 apart.  Examples with
    ``lm=False`` (absent-object forced passes) have no LM labels.
+
+``Outputs.sums`` keep each term summed (CE over answer tokens, the mask
+terms over masks) with the counts ``tokens`` and ``masks``:
+``Outputs.loss_over(tokens, masks)`` normalises them by counts of a larger
+batch, so that micro-batches and processes add up to exactly the loss of
+the whole optimizer step (``loss`` is ``loss_over`` this batch's own counts).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Dict, List
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -93,21 +99,45 @@ def image_features(model: AnyRefModel, pixels: torch.Tensor) -> torch.Tensor:
     return model.mm_projector(out.hidden_states[model.config.vision.select_layer][:, 1:])
 
 
+#: Terms of ``Outputs.sums`` normalised per mask (the LM term per answer token).
+MASK_TERMS = ("bce", "dice", "iou_mse", "iou_log")
+
+
 @dataclass
 class Outputs:
     loss: torch.Tensor
     parts: Dict[str, float]
     mask_logits: List[torch.Tensor]  # per [SEG] sample, (H, W) at the ground-truth size
     mask_index: List[int]  # batch index of each entry of mask_logits
+    sums: Dict[str, torch.Tensor] = field(default_factory=dict)  # "lm" and MASK_TERMS, summed
+    tokens: int = 0  # answer tokens with LM labels
+    masks: int = 0  # [SEG] masks decoded
+    weights: Optional[LossWeights] = None
+    anchor: Optional[torch.Tensor] = None  # zero term over the trained parameters (reach_all)
+
+    def loss_over(self, tokens: int, masks: int) -> torch.Tensor:
+        """The weighted loss with the LM term divided by ``tokens`` and the
+        mask terms by ``masks`` (each at least 1)."""
+        w = self.weights
+        loss = w.lm * self.sums["lm"] / max(tokens, 1)
+        factors = {"bce": w.bce, "dice": w.dice, "iou_mse": w.iou, "iou_log": w.iou_log}
+        for term in MASK_TERMS:
+            if term in self.sums and factors[term]:
+                loss = loss + factors[term] * self.sums[term] / max(masks, 1)
+        return loss if self.anchor is None else loss + self.anchor
 
 
 class AnyRefTrainingModule(nn.Module):
     """The model plus its teacher-forced loss (see the module docstring)."""
 
-    def __init__(self, model: AnyRefModel, weights: LossWeights) -> None:
+    def __init__(self, model: AnyRefModel, weights: LossWeights, reach_all: bool = False) -> None:
         super().__init__()
         self.model = model
         self.weights = weights
+        # True (several processes): a loss that reaches no trained parameter
+        # (nothing trained in this batch) gets a zero term over them, so every
+        # process runs backward and the gradient all-reduce never waits.
+        self.reach_all = reach_all
 
     def forward(self, batch: Batch) -> Outputs:
         model = self.model
@@ -147,11 +177,12 @@ class AnyRefTrainingModule(nn.Module):
         target = torch.stack([F.pad(t, (0, length - t.shape[0]), value=IGNORE) for t in labels])
         out = lm(inputs_embeds=embeds, attention_mask=attention, output_hidden_states=True,
                  use_cache=False)
-        if bool((target != IGNORE).any()):
-            lm_loss = F.cross_entropy(out.logits.float().flatten(0, 1), target.flatten(),
-                                      ignore_index=IGNORE)
+        tokens = int((target != IGNORE).sum())
+        if tokens:
+            lm_sum = F.cross_entropy(out.logits.float().flatten(0, 1), target.flatten(),
+                                     ignore_index=IGNORE, reduction="sum")
         else:
-            lm_loss = out.logits.sum() * 0.0
+            lm_sum = out.logits.sum() * 0.0
 
         hidden, layer_input = out.hidden_states[-1], out.hidden_states[-2]
         states, index = [], []
@@ -163,8 +194,7 @@ class AnyRefTrainingModule(nn.Module):
                 row = attention_row(lm, layer_input[i], e) if weight else None
                 states.append(refocus(hidden[i], row, s, e, weight))
                 index.append(i)
-        parts = {"lm": float(lm_loss.detach())}
-        loss = self.weights.lm * lm_loss
+        sums = {"lm": lm_sum}
         masks: List[torch.Tensor] = []
         if states:
             queries = model.text_hidden_fcs(torch.stack(states))
@@ -182,14 +212,16 @@ class AnyRefTrainingModule(nn.Module):
                 iou_mse = iou_mse + F.mse_loss(iou_pred.float(), real)
                 iou_log = iou_log + iou_log_error(iou_pred, real)
                 masks.append(logits[0])
-            n = len(index)
-            bce, dice, iou_mse, iou_log = bce / n, dice / n, iou_mse / n, iou_log / n
-            loss = loss + self.weights.bce * bce + self.weights.dice * dice
-            parts.update(bce=float(bce.detach()), dice=float(dice.detach()),
-                         iou_mse=float(iou_mse.detach()), iou_log=float(iou_log.detach()))
-            if self.weights.iou:
-                loss = loss + self.weights.iou * iou_mse
-            if self.weights.iou_log:
-                loss = loss + self.weights.iou_log * iou_log
-        parts["loss"] = float(loss.detach())
-        return Outputs(loss=loss, parts=parts, mask_logits=masks, mask_index=index)
+            sums.update(bce=bce, dice=dice, iou_mse=iou_mse, iou_log=iou_log)
+        result = Outputs(loss=lm_sum, parts={}, mask_logits=masks, mask_index=index, sums=sums,
+                         tokens=tokens, masks=len(index), weights=self.weights)
+        result.loss = result.loss_over(tokens, len(index))
+        if self.reach_all and not result.loss.requires_grad:
+            trained = [p.sum() for p in self.parameters() if p.requires_grad]
+            if trained:
+                result.anchor = torch.stack(trained).sum() * 0.0
+                result.loss = result.loss + result.anchor
+        result.parts = {k: float(v.detach()) / max(tokens if k == "lm" else len(index), 1)
+                        for k, v in sums.items()}
+        result.parts["loss"] = float(result.loss.detach())
+        return result

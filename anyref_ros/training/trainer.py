@@ -2,8 +2,28 @@
 
 Checkpoints are folders written by ``AnyRefPipeline.save_pretrained`` (so
 ``AnyRefPipeline.from_pretrained(folder)`` loads them) plus
-``training_state.pt`` (optimizer, step, draw counter, elapsed time, RNG
-state, the training config), read back with ``torch.load(weights_only=True)``.
+``training_state.pt`` (optimizer, step, each data lane's next draw, elapsed
+time, the training config), read back with ``torch.load(weights_only=True)``.
+
+Several processes (``accelerate launch``, ``torchrun``; gloo on CPU) train
+one data-parallel job that equals one process with the same global batch:
+
+* data: micro-batch ``m`` of process ``r`` reads lane ``m * P + r`` of the
+  sample stream (``data.build_lanes``), so no two processes share a sample;
+* loss: each term is normalised by its count over the whole optimizer step
+  (answer tokens, masks; summed over micro-batches and processes) and
+  scaled back from the gradient averaging, so the gradient is that of the
+  global batch, however it is split;
+* randomness (LoRA dropout): torch's generator is seeded per micro-batch
+  from (run seed, step, lane), never from the process number;
+* logs, ``training_config.json`` and checkpoints are written by the main
+  process only; resuming reads the lanes' positions back (another split
+  with the same lane count ``P * A`` continues exactly).
+
+Under DeepSpeed (``configs/accelerate/``) the batch, accumulation and
+clipping come from the ``TrainConfig`` (``configure_deepspeed``), the
+engine's partitioned optimizer state is saved by every process beside the
+checkpoint (``engine/``), and ZeRO-3 gathers the weights to save them.
 """
 
 from __future__ import annotations
@@ -12,11 +32,13 @@ import contextlib
 import copy
 import json
 import math
+import os
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from ..data.toy import ToyWorld, train_seed
@@ -26,10 +48,11 @@ from ..model.tokenization import TokenIds
 from . import toy_preset  # noqa: F401  (registers the "toy" preset)
 from .batch import collate, encode_samples
 from .config import TrainConfig
-from .data import build_stream
-from .forward import AnyRefTrainingModule
+from .data import build_lanes, lane_of
+from .forward import MASK_TERMS, AnyRefTrainingModule, Outputs
 
 STATE_FILE = "training_state.pt"
+ENGINE_DIR = "engine"  # DeepSpeed only: the engine's partitioned optimizer state, one file per process
 LATEST = "latest"
 FINAL = "final"
 VALIDATION_K = 10 ** 6  # validation scenes: ToyWorld(train_seed(VALIDATION_K)), never trained on
@@ -150,13 +173,20 @@ def progress(config: TrainConfig, step: int, elapsed: float) -> float:
 
 
 # ------------------------------------------------------------ checkpoints
-def save_checkpoint(pipe, folder: Path, optimizer, state: Dict, config: TrainConfig) -> None:
+def save_checkpoint(pipe, folder: Path, optimizer, state: Dict, config: TrainConfig,
+                    engine: Optional[Path] = None) -> None:
+    """Write ``folder`` through ``folder.tmp`` (renamed last); ``optimizer``
+    None: its state is in ``engine`` (DeepSpeed), moved in as ``ENGINE_DIR``."""
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     pipe.save_pretrained(tmp)
-    torch.save({"optimizer": optimizer.state_dict(), "config": config.to_dict(),
-                "torch_rng": torch.get_rng_state(), **state}, tmp / STATE_FILE)
+    saved = {"config": config.to_dict(), **state}
+    if optimizer is not None:
+        saved["optimizer"] = optimizer.state_dict()
+    torch.save(saved, tmp / STATE_FILE)
     (tmp / "training_config.json").write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    if engine is not None:
+        engine.rename(tmp / ENGINE_DIR)
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
 
@@ -180,10 +210,89 @@ def load_state(folder: Path) -> Dict:
     return torch.load(folder / STATE_FILE, map_location="cpu", weights_only=True)
 
 
+def lane_starts(saved: Dict, lanes: int) -> Tuple[List[int], bool]:
+    """Each lane's next draw after resuming from ``saved`` and whether the
+    data continues exactly: the saved positions when the lane count is the
+    same, else every lane starts after the furthest saved draw (no sample
+    is read twice; some are skipped)."""
+    positions = [int(x) for x in saved.get("next_draws", [saved.get("next_draw", 0)])]
+    if len(positions) == lanes:
+        return positions, True
+    return [max(positions)] * lanes, False
+
+
+def micro_seed(run_seed: int, step: int, lane: int) -> int:
+    """torch's seed for micro-batch ``lane`` of optimizer step ``step``."""
+    return int(np.random.SeedSequence([train_seed(run_seed), step, lane]).generate_state(1)[0])
+
+
+# ------------------------------------------------------ processes, DeepSpeed
+#: Variables set for each process by torchrun, accelerate's multi-process launchers and MPI.
+WORLD_VARIABLES = ("WORLD_SIZE", "LOCAL_RANK", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def single_process_launch(env=None) -> Optional[str]:
+    """Why this launch would train one process where several were asked
+    for, or None.  ``accelerate launch --cpu --num_processes N`` starts one
+    process (accelerate runs several CPU processes only under mpirun); it
+    gives it ``MASTER_ADDR`` but no world size."""
+    env = os.environ if env is None else env
+    if env.get("ACCELERATE_USE_CPU", "").lower() in ("true", "1") and "MASTER_ADDR" in env \
+            and not any(k in env for k in WORLD_VARIABLES):
+        return ("accelerate launch --cpu started a single process (accelerate starts several CPU "
+                "processes only through mpirun). For N processes on this machine run "
+                "'accelerate launch --multi_gpu --num_processes N -m anyref_ros.training ...' "
+                "(on a machine without CUDA the processes use the CPU and gloo) or "
+                "'torchrun --nproc_per_node N -m anyref_ros.training ...'")
+    return None
+
+
+def configure_deepspeed(plugin, config: TrainConfig) -> None:
+    """Write the run's micro-batch, accumulation and clipping into DeepSpeed's
+    config (``plugin.deepspeed_config``); the accelerate config may leave
+    them out or ``auto``, or give the same values."""
+    ds = plugin.deepspeed_config
+    wanted = {"train_micro_batch_size_per_gpu": config.batch_size,
+              "gradient_accumulation_steps": config.grad_accum,
+              "gradient_clipping": float(config.clip_grad)}
+    for key, value in wanted.items():
+        have = ds.get(key, "auto")
+        if have != "auto" and float(have) != float(value):
+            raise ValueError(f"DeepSpeed {key} = {have} differs from the training config ({value}); "
+                             f"leave it out of the accelerate config (the training config sets it)")
+        ds[key] = value
+    plugin.gradient_accumulation_steps = config.grad_accum
+
+
+def offloads_optimizer(plugin) -> bool:
+    zero = plugin.deepspeed_config.get("zero_optimization", {}) if plugin is not None else {}
+    return zero.get("offload_optimizer", {}).get("device", "none") in ("cpu", "nvme")
+
+
+def make_optimizer(params, config: TrainConfig, plugin=None):
+    """AdamW; DeepSpeed's CPU AdamW where ZeRO offloads the optimizer to the CPU."""
+    kwargs = dict(lr=config.lr, betas=tuple(config.betas), weight_decay=config.weight_decay)
+    if offloads_optimizer(plugin):
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(params, adamw_mode=True, **kwargs)
+    return torch.optim.AdamW(params, **kwargs)
+
+
+def whole_weights(plugin, model):
+    """A context in which ``model``'s parameters are whole on every process
+    (ZeRO-3 partitions them; every process must enter it)."""
+    if plugin is None or plugin.zero_stage != 3:
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(list(model.parameters()), modifier_rank=None)
+
+
 # ------------------------------------------------------------ validation
 def validate(pipe, scenes: int, size) -> Dict[str, float]:
     """Quick scores on validation scenes (a training-side seed never trained on)."""
-    from ..evaluation.runner import evaluate
+    from ..scoring.runner import evaluate
 
     seed, seg = train_seed(VALIDATION_K), pipe.config.tokens.seg
     world = ToyWorld(seed, size=size, seg_token=seg)
@@ -247,8 +356,16 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
     if config.threads > 0:
         torch.set_num_threads(config.threads)
     cuda = torch.cuda.is_available()
-    accelerator = Accelerator(mixed_precision=config.mixed_precision if cuda else "no",
+    # cpu=True without CUDA: several processes (torchrun, accelerate launch --multi_gpu) then
+    # form one gloo job instead of each training alone
+    accelerator = Accelerator(cpu=not cuda, mixed_precision=config.mixed_precision if cuda else "no",
+                              gradient_accumulation_steps=config.grad_accum,
                               kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None:
+        configure_deepspeed(plugin, config)
+    processes, rank = accelerator.num_processes, accelerator.process_index
+    lanes = processes * config.grad_accum
     output_dir = Path(config.output_dir)
     start_from = None
     if resume == "auto":
@@ -261,7 +378,6 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
     pipe = load_pipeline(config, start_from)
     if getattr(pipe, "warm_start_counts", None):
         log(f"warm start from {config.init_from}: {json.dumps(pipe.warm_start_counts)}")
-    torch.manual_seed(train_seed(config.seed) + accelerator.process_index)
     model = pipe.model
     names = set(trainable_names(model, config.trainable, config.train_only))
     params = []
@@ -275,37 +391,64 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
             gradient_checkpointing_kwargs={"use_reentrant": False})
     model.train()
     seg_id = TokenIds(pipe.tokenizer, pipe.config.tokens).seg
-    module = AnyRefTrainingModule(model, config.loss)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, betas=tuple(config.betas),
-                                  weight_decay=config.weight_decay)
-    state = {"step": 0, "next_draw": 0, "elapsed": 0.0, "samples": 0}
+    module = AnyRefTrainingModule(model, config.loss, reach_all=processes > 1)
+    optimizer = make_optimizer(params, config, plugin)
+    state = {"step": 0, "elapsed": 0.0, "samples": 0}
+    starts = [0] * lanes
     if start_from is not None:
         saved = load_state(start_from)
-        optimizer.load_state_dict(saved["optimizer"])
-        torch.set_rng_state(saved["torch_rng"])
+        if "optimizer" in saved:
+            optimizer.load_state_dict(saved["optimizer"])
         state = {k: saved[k] for k in state}
+        starts, exact = lane_starts(saved, lanes)
         log(f"resumed from {start_from} at step {state['step']}")
+        if not exact:
+            log(f"the checkpoint has another lane count (processes x grad_accum) than this run's "
+                f"{lanes}: the data continues after draw {starts[0]}, not where it stopped")
     module, optimizer = accelerator.prepare(module, optimizer)
-    stream = build_stream(config, pipe.config.tokens.seg, accelerator.process_index,
-                          accelerator.num_processes, start=state["next_draw"])
+    if start_from is not None and plugin is not None and (start_from / ENGINE_DIR).is_dir():
+        accelerator.load_state(str(start_from / ENGINE_DIR), load_module_strict=False)
+    mine = [lane_of(m, rank, processes) for m in range(config.grad_accum)]
+    streams = build_lanes(config, pipe.config.tokens.seg, mine, lanes, [starts[k] for k in mine])
     n_params = sum(p.numel() for p in params)
     if accelerator.is_main_process:
         config.save(output_dir / "training_config.json")
         log(f"training {pipe.config.name}: {n_params:,} trainable parameters, "
             f"{config.steps} steps x {config.batch_size} x {config.grad_accum} x "
-            f"{accelerator.num_processes} processes, device {accelerator.device}")
+            f"{processes} processes, device {accelerator.device}"
+            + (f", {accelerator.distributed_type.value} ({accelerator.state.backend})" if processes > 1 else ""))
     toy_size = next((tuple(s.args.get("size", (160, 120))) for s in config.sources if s.kind == "toy"),
                      (160, 120))
 
     def checkpoint(folder_name: str) -> Path:
+        """Every process calls this (gathers, DeepSpeed's state); the main one writes."""
         folder = output_dir / folder_name
-        if accelerator.is_main_process:
-            save_checkpoint(pipe, folder, optimizer, dict(state, next_draw=stream.next_draw), config)
-            if folder_name.startswith("checkpoint-"):
-                (output_dir / LATEST).write_text(folder_name + "\n")
-                prune(output_dir, config.keep_last)
+        positions = accelerator.gather(torch.tensor([s.next_draw for s in streams],
+                                                    device=accelerator.device)).tolist()
+        next_draws = [0] * lanes
+        for r in range(processes):
+            for m in range(config.grad_accum):
+                next_draws[lane_of(m, r, processes)] = int(positions[r * config.grad_accum + m])
+        engine = None
+        if plugin is not None:  # every process writes its part of the optimizer state
+            engine = folder.with_name(folder.name + ".engine")
+            accelerator.save_state(str(engine), exclude_frozen_parameters=True)
+        with whole_weights(plugin, model):
+            if accelerator.is_main_process:
+                save_checkpoint(pipe, folder, None if plugin is not None else optimizer,
+                                dict(state, next_draws=next_draws), config, engine)
+                if folder_name.startswith("checkpoint-"):
+                    (output_dir / LATEST).write_text(folder_name + "\n")
+                    prune(output_dir, config.keep_last)
         accelerator.wait_for_everyone()
         return folder
+
+    def validation(key: str) -> None:
+        if plugin is not None and plugin.zero_stage == 3:
+            log(f"step {state['step']}: validation skipped under ZeRO-3 (run anyref-eval on a checkpoint)")
+        elif accelerator.is_main_process:
+            scores = validate(pipe, config.validate_scenes, toy_size)
+            log(json.dumps({"step": state["step"], "elapsed_s": round(state["elapsed"], 1), key: scores}))
 
     bar = tqdm(total=config.steps, initial=state["step"], disable=not accelerator.is_local_main_process,
                dynamic_ncols=True, mininterval=2.0)
@@ -313,31 +456,48 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
     base_elapsed = state["elapsed"]
     window = {"t": clock, "n": 0}
     running: Dict[str, float] = {}
+    terms = ("lm",) + MASK_TERMS
     while state["step"] < config.steps:
         state["elapsed"] = base_elapsed + time.perf_counter() - clock
+        if config.time_limit_minutes > 0 and processes > 1:  # one clock for the schedule and the stop
+            state["elapsed"] = float(accelerator.reduce(torch.tensor(state["elapsed"], device=accelerator.device),
+                                                        reduction="mean"))
         frac = progress(config, state["step"], state["elapsed"])
         if config.time_limit_minutes > 0 and frac >= 1.0:
             log(f"time limit reached at step {state['step']}")
             break
         for group in optimizer.param_groups:
             group["lr"] = config.lr * lr_factor(config, frac, state["step"])
-        for micro in range(config.grad_accum):
-            samples = stream.take(config.batch_size, state["step"])
-            batch = collate(encode_samples(samples, pipe.config, pipe.tokenizer, seg_id))
-            last = micro == config.grad_accum - 1
-            sync = contextlib.nullcontext() if last else accelerator.no_sync(module)
-            with sync:
+        batches = [collate(encode_samples(stream.take(config.batch_size, state["step"]), pipe.config,
+                                          pipe.tokenizer, seg_id)) for stream in streams]
+        # the step's answer tokens and masks over all micro-batches and processes
+        counts = accelerator.reduce(torch.tensor([sum(b.label_counts()[i] for b in batches) for i in (0, 1)],
+                                                 device=accelerator.device), reduction="sum").tolist()
+        sums = torch.zeros(len(terms), dtype=torch.float64)
+        for lane, batch in zip(mine, batches):
+            torch.manual_seed(micro_seed(config.seed, state["step"], lane))
+            with accelerator.accumulate(module):
                 out = module(batch.to(accelerator.device))
-                if out.loss.requires_grad:  # else nothing trained is in this batch (train_only)
-                    accelerator.backward(out.loss / config.grad_accum)
-            for k, v in out.parts.items():
-                running[k] = 0.9 * running.get(k, v) + 0.1 * v
-        if config.clip_grad > 0:
+                # processes average their gradients and accelerate divides by grad_accum:
+                # scaled back, the gradient is that of the step's loss over the global batch
+                loss = out.loss_over(*counts) * lanes
+                if loss.requires_grad:  # else nothing trained is in this batch (train_only)
+                    accelerator.backward(loss)
+            sums += torch.tensor([float(out.sums[t].detach()) if t in out.sums else 0.0 for t in terms],
+                                 dtype=torch.float64)
+        if config.clip_grad > 0 and plugin is None:  # DeepSpeed clips in its own step
             accelerator.clip_grad_norm_(params, config.clip_grad)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
+        total = accelerator.reduce(sums.to(accelerator.device), reduction="sum").cpu()
+        step_out = Outputs(loss=None, parts={}, mask_logits=[], mask_index=[], weights=config.loss,
+                           sums={t: total[i] for i, t in enumerate(terms) if t == "lm" or counts[1]})
+        parts = {t: float(v) / max(counts[0] if t == "lm" else counts[1], 1) for t, v in step_out.sums.items()}
+        parts["loss"] = float(step_out.loss_over(*counts))
+        for k, v in parts.items():
+            running[k] = 0.9 * running.get(k, v) + 0.1 * v
         state["step"] += 1
-        done = config.batch_size * config.grad_accum * accelerator.num_processes
+        done = config.batch_size * lanes
         state["samples"] += done
         window["n"] += done
         bar.update(1)
@@ -347,15 +507,11 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
             window.update(t=now, n=0)
             bar.set_postfix(loss=f"{running['loss']:.3f}", samples_s=f"{rate:.1f}",
                             lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-            if accelerator.is_main_process:
-                log(json.dumps({"step": state["step"], "elapsed_s": round(state["elapsed"], 1),
-                                "samples_per_s": round(rate, 1),
-                                **{k: round(v, 4) for k, v in running.items()}}), file_only=True)
-        if config.validate_every and state["step"] % config.validate_every == 0 \
-                and accelerator.is_main_process:
-            scores = validate(pipe, config.validate_scenes, toy_size)
             log(json.dumps({"step": state["step"], "elapsed_s": round(state["elapsed"], 1),
-                            "validation": scores}))
+                            "samples_per_s": round(rate, 1),
+                            **{k: round(v, 4) for k, v in running.items()}}), file_only=True)
+        if config.validate_every and state["step"] % config.validate_every == 0:
+            validation("validation")
         saved = None
         if config.save_every and state["step"] % config.save_every == 0:
             saved = checkpoint(f"checkpoint-{state['step']}")
@@ -368,10 +524,8 @@ def train(config: TrainConfig, resume: Optional[str] = None, stop_at: int = 0) -
             return saved
     bar.close()
     state["elapsed"] = base_elapsed + time.perf_counter() - clock
-    if config.validate_every and accelerator.is_main_process:
-        scores = validate(pipe, config.validate_scenes, toy_size)
-        log(json.dumps({"step": state["step"], "elapsed_s": round(state["elapsed"], 1),
-                        "final_validation": scores}))
+    if config.validate_every:
+        validation("final_validation")
     final = checkpoint(FINAL)
     log(f"saved {final} (step {state['step']}, {state['elapsed'] / 60:.1f} min)")
     return final

@@ -12,7 +12,7 @@ from PIL import Image
 
 from anyref_ros.data import EVAL_SEED, ToyWorld
 from anyref_ros.evaluation.cli import TOY_TASK_ORDER, main, run, toy_sample_count, toy_samples
-from anyref_ros.evaluation.runner import TaskScores, evaluate, inclusive_to_exclusive, predict
+from anyref_ros.scoring.runner import TaskScores, evaluate, inclusive_to_exclusive, predict
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 TOY_CHECKPOINT = Path(__file__).resolve().parents[2] / "model" / "toy"

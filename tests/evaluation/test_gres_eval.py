@@ -13,7 +13,7 @@ import pytest
 from anyref_ros.data.readers import GRefCocoDataset, ReasonSegDataset
 from anyref_ros.evaluation import GeneralisedReferringAccumulator, ReferringAccumulator
 from anyref_ros.evaluation.cli import main
-from anyref_ros.evaluation.runner import evaluate
+from anyref_ros.scoring.runner import evaluate
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"

@@ -100,13 +100,13 @@ def test_cider_d_length_penalty_and_errors():
 
 
 def test_rankdata_averages_ties():
-    from anyref_ros.evaluation.metrics import rankdata
+    from anyref_ros.scoring.metrics import rankdata
 
     assert rankdata([10, 20, 20, 5]).tolist() == [2.0, 3.5, 3.5, 1.0]
 
 
 def test_spearman_by_hand():
-    from anyref_ros.evaluation.metrics import spearman
+    from anyref_ros.scoring.metrics import spearman
 
     assert spearman([0.1, 0.5, 0.9], [0.2, 0.3, 0.8]) == pytest.approx(1.0)
     assert spearman([0.1, 0.5, 0.9], [0.8, 0.3, 0.2]) == pytest.approx(-1.0)
@@ -124,7 +124,7 @@ def test_spearman_by_hand():
 
 
 def test_found_accumulator_by_hand():
-    from anyref_ros.evaluation.metrics import FoundAccumulator
+    from anyref_ros.scoring.metrics import FoundAccumulator
 
     acc = FoundAccumulator()
     # present referents: found, found, missed, found; absent: not found, found (false alarm), not found

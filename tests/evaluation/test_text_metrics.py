@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from pycocoevalcap.cider.cider import Cider
 
-from anyref_ros.evaluation.text_metrics import (
+from anyref_ros.scoring.text_metrics import (
     NO_JAVA_NOTE, MetricUnavailable, cider_backend, cider_d, cider_d_ours, meteor, tokenize,
 )
 
@@ -64,7 +64,7 @@ def test_meteor_without_java_says_it_was_skipped(tmp_path, monkeypatch):
 
 def test_report_says_meteor_was_skipped_without_java(tmp_path, monkeypatch):
     from anyref_ros.data import ToyWorld
-    from anyref_ros.evaluation.runner import Prediction, TaskScores
+    from anyref_ros.scoring.runner import Prediction, TaskScores
 
     sample = ToyWorld(0, size=(64, 48)).sample(3, "region")
     scores = TaskScores()

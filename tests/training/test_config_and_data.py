@@ -10,8 +10,8 @@ from anyref_ros.data import EVAL_SEED
 from anyref_ros.model import get_preset
 from anyref_ros.training.cli import main, parse_set
 from anyref_ros.training.config import DataSource, TrainConfig, default_config
-from anyref_ros.training.data import SampleStream, build_stream
-from anyref_ros.training.trainer import lr_factor, merge, trainable_names
+from anyref_ros.training.data import SampleStream, build_lanes, build_stream, lane_of
+from anyref_ros.training.trainer import lane_starts, lr_factor, merge, micro_seed, single_process_launch, trainable_names
 
 
 def test_config_round_trip_json_and_yaml(tmp_path):
@@ -73,6 +73,43 @@ def test_streams_are_deterministic_mixed_and_split_by_rank():
     assert (rank0.next_draw, rank1.next_draw) == (6, 7)
     resumed = build_stream(config, "[SEG]", start=20)
     assert [s.answer for s in resumed.take(5)] == [s.answer for s in a[20:25]]
+
+
+def test_lanes_split_a_step_the_same_way_for_any_processes_x_accumulation():
+    """2 processes x 1 micro-batch and 1 process x 2 read the same micro-batches; no draw twice."""
+    config = TrainConfig(sources=[DataSource(args={"size": [64, 48]})])
+
+    def steps(processes, accum, count=3, batch=2):
+        lanes = {(r, m): build_lanes(config, "[SEG]", [lane_of(m, r, processes)], processes * accum, [0])[0]
+                 for r in range(processes) for m in range(accum)}
+        out = []
+        for _ in range(count):
+            out.append({lane_of(m, r, processes): [s.metadata["index"] for s in stream.take(batch)]
+                        for (r, m), stream in lanes.items()})
+        return out, lanes
+
+    two, lanes = steps(2, 1)
+    one, _ = steps(1, 2)
+    assert two == one
+    assert two[0] == {0: [0, 2], 1: [1, 3]} and two[2] == {0: [8, 10], 1: [9, 11]}
+    read = sorted(i for step in two for lane in step.values() for i in lane)
+    assert read == list(range(12))  # 3 steps x 2 lanes x 2 samples: each scene once
+    assert [s.next_draw for s in lanes.values()] == [12, 13]
+
+
+def test_resume_positions_of_lanes():
+    assert lane_starts({"next_draws": [8, 9]}, 2) == ([8, 9], True)
+    assert lane_starts({"next_draw": 6}, 1) == ([6], True)  # a checkpoint from before lanes
+    assert lane_starts({"next_draws": [8, 9]}, 4) == ([9, 9, 9, 9], False)  # nothing read twice
+    assert micro_seed(0, 3, 1) == micro_seed(0, 3, 1) != micro_seed(0, 3, 0)
+
+
+def test_a_single_process_accelerate_cpu_launch_is_recognised():
+    launched = {"ACCELERATE_USE_CPU": "True", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    assert "mpirun" in single_process_launch(launched)
+    assert single_process_launch(dict(launched, WORLD_SIZE="2", LOCAL_RANK="0")) is None  # torchrun
+    assert single_process_launch({"ACCELERATE_USE_CPU": "True"}) is None  # --num_processes 1
+    assert single_process_launch({}) is None  # plain anyref-train
 
 
 def test_curriculum_limits_objects():

@@ -50,3 +50,16 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, make_config):
     assert a.keys() == b.keys()
     for name in a:
         torch.testing.assert_close(a[name], b[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_accumulation_splits_the_global_batch_exactly(tmp_path, make_config):
+    """Batch 4 x 1 micro-batch and 2 x 2 give the same weights (no dropout: its masks follow
+    the micro-batch): each loss term is averaged over the whole step's tokens and masks."""
+    run = dict(steps=3, save_every=0, threads=1, model_overrides={"lora": {"dropout": 0.0}})
+    whole = train(make_config(tmp_path / "whole", batch_size=4, grad_accum=1, **run))
+    split = train(make_config(tmp_path / "split", batch_size=2, grad_accum=2, **run))
+    a = load_file(str(whole / "trained.safetensors"))
+    b = load_file(str(split / "trained.safetensors"))
+    assert load_state(whole)["next_draws"] == [12] and load_state(split)["next_draws"] == [12, 13]
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-5, atol=1e-6, msg=name)

@@ -19,7 +19,7 @@ does). A no-target expression has no masks, ``metadata["absent"] = True``,
 no description, and the model's no-object reply as its answer (``absent_answer``,
 no ``[SEG]``), like the toy world's absent-object queries. ``metadata["gres"]``
 marks the samples whose scores ``anyref-eval`` reports as gIoU, cIoU, N-acc and
-T-acc (:class:`~anyref_ros.evaluation.metrics.GeneralisedReferringAccumulator`).
+T-acc (:class:`~anyref_ros.scoring.metrics.GeneralisedReferringAccumulator`).
 """
 
 from __future__ import annotations

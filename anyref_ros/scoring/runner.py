@@ -39,11 +39,32 @@ from typing import Dict, Iterable, List, Optional
 import numpy as np
 
 from ..data.sample import Sample
-from .grid import GridRow, caption_for
 from .metrics import AVSAccumulator, FoundAccumulator, GeneralisedReferringAccumulator, ReferringAccumulator
 from .text_metrics import MetricUnavailable, cider_backend, cider_d, exact_match, meteor
 
 GREEDY_TASKS = ("exemplar", "audio", "region")
+
+
+@dataclass
+class GridRow:
+    """One row: ``image`` H x W x 3 uint8, ``gt_mask`` and ``pred_mask``
+    H x W bool (either may be None: its tile shows the plain image) and a
+    free ``caption`` (e.g. ``"red circle | IoU 0.83"``)."""
+
+    image: np.ndarray
+    gt_mask: np.ndarray | None
+    pred_mask: np.ndarray | None
+    caption: str = ""
+
+
+def caption_for(query: str, iou: float | None = None, answer: str | None = None) -> str:
+    """``"query | answer | IoU 0.83"`` (parts left out when None)."""
+    parts = [query]
+    if answer is not None:
+        parts.append(answer)
+    if iou is not None:
+        parts.append(f"IoU {iou:.2f}")
+    return " | ".join(parts)
 
 
 def inclusive_to_exclusive(box):

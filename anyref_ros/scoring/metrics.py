@@ -6,7 +6,7 @@ of predicted and real IoU (``FoundAccumulator``).
 
 All masks are H x W arrays; boolean masks are used as they are, probability
 maps are floats in [0, 1]. Text metrics (exact match, CIDEr-D, METEOR) live
-in :mod:`anyref_ros.evaluation.text_metrics` and are re-exported here.
+in :mod:`anyref_ros.scoring.text_metrics` and are re-exported here.
 """
 
 from __future__ import annotations
