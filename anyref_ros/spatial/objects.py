@@ -241,8 +241,8 @@ def voxel_downsample(xyz: np.ndarray, max_points: int) -> np.ndarray:
 
 def oriented_box(points: np.ndarray, rounds: int = 1) -> OrientedBox:
     """The box of ``points`` (N x 3, N >= 1); see the module docstring."""
-    p = np.asarray(points, dtype=np.float64)
-    fit = p[:: max(1, p.shape[0] // BOX_FIT_POINTS)]
+    p = np.asarray(points)
+    fit = p[:: max(1, p.shape[0] // BOX_FIT_POINTS)].astype(np.float64)
     mean = fit.mean(axis=0)
     fit = fit - mean
     _, vecs = np.linalg.eigh(np.cov(fit.T) if fit.shape[0] > 1 else np.eye(3))
@@ -253,7 +253,7 @@ def oriented_box(points: np.ndarray, rounds: int = 1) -> OrientedBox:
     for _ in range(rounds):  # hold each axis in turn; the smallest rectangle around the rest
         for k in range(3):
             best = min(best, _fit(fit, _turned(fit, best.rotation, k)), key=_volume)
-    box = _fit(p, best.rotation)
+    box = _fit(p, best.rotation)  # the extents of every point
     return _canonical(box)
 
 
@@ -280,8 +280,8 @@ def _volume(box: OrientedBox) -> tuple[float, float]:
 
 
 def _fit(p: np.ndarray, axes: np.ndarray) -> OrientedBox:
-    proj = p @ axes
-    lo, hi = proj.min(axis=0), proj.max(axis=0)
+    proj = axes.T.astype(p.dtype) @ p.T  # (3, N): rows reduce fast
+    lo, hi = proj.min(axis=1).astype(np.float64), proj.max(axis=1).astype(np.float64)
     return OrientedBox(center=axes @ ((lo + hi) / 2.0), rotation=axes, size=hi - lo)
 
 

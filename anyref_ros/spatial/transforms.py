@@ -61,8 +61,8 @@ def matrix_from_ros(translation: Sequence[float], rotation_xyzw: Sequence[float]
     return transform_from_pq(pq_from_xyz_xyzw(translation, rotation_xyzw))
 
 
-class _TooOld(TransformUnavailable):
-    """Asked before the samples kept: waiting cannot help."""
+class _WaitingCannotHelp(TransformUnavailable):
+    """Asked before the samples kept, or a broken chain: waiting for more transforms cannot help."""
 
 
 class _Edge:
@@ -175,7 +175,7 @@ class TransformBuffer:
                     return self._lookup(target, source, t)
                 except TransformUnavailable as exc:
                     left = deadline - time.monotonic()
-                    if left <= 0 or isinstance(exc, _TooOld):
+                    if left <= 0 or isinstance(exc, _WaitingCannotHelp):
                         raise TransformUnavailable(f"no transform {describe(target, source, t)}: {exc}") from None
                     self._cond.wait(left)
 
@@ -189,7 +189,7 @@ class TransformBuffer:
         if manager is None:
             manager = self._graph[t is None] = self._build(latest=t is None)
         try:
-            return manager.get_transform_at_time(source, target, np.inf if t is None else float(t))
+            matrix = manager.get_transform_at_time(source, target, np.inf if t is None else float(t))
         except KeyError:
             raise TransformUnavailable(f"{source!r} and {target!r} are not connected by the transforms received "
                                        f"(tree roots: {', '.join(sorted(self._roots()))})") from None
@@ -198,9 +198,12 @@ class TransformBuffer:
                      if edge.static is None and edge.times and not edge.times[0] <= t <= edge.times[-1]]
             spans = "; ".join(f"{parent} <- {child} has {edge.span}" for parent, child, edge in stale[:4])
             if any(t < edge.times[0] for _, _, edge in stale):
-                raise _TooOld(f"{t:.3f} s is older than the transforms kept ({spans}; "
+                raise _WaitingCannotHelp(f"{t:.3f} s is older than the transforms kept ({spans}; "
                               f"the buffer keeps {self.cache_s:g} s)") from None
             raise TransformUnavailable(f"{t:.3f} s is newer than the transforms received ({spans})") from None
+        if not np.isfinite(matrix).all():
+            raise _WaitingCannotHelp("the transforms on the way multiply to a non-finite one (translations too large?)")
+        return matrix
 
     def _build(self, latest: bool) -> TemporalTransformManager:
         manager = TemporalTransformManager(strict_check=False, check=False)

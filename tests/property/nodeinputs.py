@@ -153,12 +153,37 @@ def plausible_audio(draw):
     return msg
 
 
+frame_names = st.one_of(st.sampled_from(["base_link", "camera_optical", "map", "odom", "", "/", "/base_link",
+                                         "a" * 300, "\u00fc/x", "\x00"]), garbage_text(40))
+numbers = st.one_of(st.floats(-10, 10), st.floats(allow_nan=True, allow_infinity=True),
+                    st.sampled_from([0.0, 1e308, -1e308, 1e-320]))
+
+
+@st.composite
+def tf_messages(draw):
+    """A TFMessage of 0..6 transforms: any frame names, numbers (NaN, inf, huge, zero quaternions), stamps."""
+    from geometry_msgs.msg import TransformStamped
+    from tf2_msgs.msg import TFMessage
+
+    out = []
+    for _ in range(draw(st.integers(0, 6))):
+        t = TransformStamped()
+        t.header.frame_id, t.child_frame_id = draw(frame_names), draw(frame_names)
+        t.header.stamp.sec = draw(st.integers(0, 2**31 - 1))
+        t.header.stamp.nanosec = draw(st.integers(0, 999_999_999))
+        tr, q = t.transform.translation, t.transform.rotation
+        tr.x, tr.y, tr.z = draw(numbers), draw(numbers), draw(numbers)
+        q.x, q.y, q.z, q.w = draw(numbers), draw(numbers), draw(numbers), draw(numbers)
+        out.append(t)
+    return TFMessage(transforms=out)
+
+
 camera_messages = st.one_of(raw_images(max_bytes=4096), valid_images(max_side=64), compressed_frames())
 depth_messages = st.one_of(raw_images(max_bytes=4096), valid_images(["16UC1", "32FC1"], 64))
 query_strings = texts.map(lambda t: String(data=t))
 audio_messages = audio_chunks(max_bytes=8192)
 
-__all__ = ["CAMERA", "EMPTY", "any_describe_requests", "any_segment_requests", "audio_messages",
+__all__ = ["CAMERA", "EMPTY", "frame_names", "tf_messages", "any_describe_requests", "any_segment_requests", "audio_messages",
            "camera_frame", "camera_infos", "camera_messages", "depth_messages", "depth_with_info",
            "plausible_audio", "query_strings", "texts"]
 

@@ -36,7 +36,7 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 from nodeinputs import (CAMERA, EMPTY, any_describe_requests, any_segment_requests, audio_messages, camera_frame,
                         camera_infos, camera_messages, check_answer, depth_messages, depth_with_info,
-                        plausible_audio, query_strings)
+                        frame_names, plausible_audio, query_strings, tf_messages)
 from propsupport import examples
 from rclpy.action import GoalResponse
 from rclpy.parameter import Parameter
@@ -142,6 +142,26 @@ def test_depth_and_camera_info_then_query(node, pair):
     if r.success and r.result.has_position:
         p = r.result.position.point
         assert np.isfinite([p.x, p.y, p.z]).all(), f"non-finite 3D position {p}"
+    check_bounded(node)
+
+
+@examples(80)
+@given(msgs=st.lists(st.tuples(tf_messages(), st.booleans()), min_size=1, max_size=4), target=frame_names,
+       source=frame_names, t=st.one_of(st.none(), st.floats(-1e12, 1e12), st.floats(allow_nan=True)))
+def test_tf_callbacks_then_lookup(node, msgs, target, source, t):
+    """Any /tf and /tf_static input: stored or refused (counted), never raised; a lookup
+    is a finite matrix or TransformUnavailable with a reason; the frame graph stays bounded."""
+    from anyref_ros.spatial.transforms import MAX_EDGES, TransformUnavailable
+
+    for msg, static in msgs:
+        (node.transforms.on_tf_static if static else node.transforms.on_tf)(msg)
+    try:
+        matrix = node.transforms.lookup(target, source, t, 0.0)
+    except TransformUnavailable as exc:
+        assert str(exc)
+    else:
+        assert np.isfinite(matrix).all()
+    assert len(node.transforms.buffer._edges) <= MAX_EDGES
     check_bounded(node)
 
 

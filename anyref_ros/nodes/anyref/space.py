@@ -77,11 +77,16 @@ class Space:
             return outcome
         try:
             located = self._locate(mask, header, rgb, depth, info)
-        except (ValueError, TransformUnavailable) as exc:  # NoObjectDepth is a ValueError
+        except (ValueError, TransformUnavailable, conv.ConversionError) as exc:  # NoObjectDepth is a ValueError
             outcome.problem = str(exc)
             self.last_problem = f"{stamp_seconds(header):.3f} s: {exc}"
             self.node.stats.inc("no_transform" if isinstance(exc, TransformUnavailable) else
                                 "no_object_depth" if isinstance(exc, NoObjectDepth) else "depth_refused")
+            return outcome
+        except Exception as exc:  # noqa: BLE001 - the answer keeps its mask whatever the depth holds
+            outcome.problem = f"the 3D answer failed ({type(exc).__name__}: {exc})"
+            self.last_problem = f"{stamp_seconds(header):.3f} s: {outcome.problem}"
+            self.node.stats.inc("depth_refused")
             return outcome
         outcome.located = located
         return outcome
