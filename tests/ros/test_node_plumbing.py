@@ -27,7 +27,7 @@ W, H = 640, 480
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     """Node + 10 Hz BEST_EFFORT camera (640x480) + a client, for the whole module.
-    The node's queries are slowed to >= 0.3 s by the engine's test-only fault switch."""
+    The node's queries are slowed to >= 0.3 s by a test fault plan (tests/faults.py)."""
     import rclpy
 
     from testsupport import spawn_helper
@@ -36,9 +36,9 @@ def system(tmp_path_factory):
     rclpy.init(context=ctx)
     node = start_node("-p", "checkpoint:=tiny", "-p", "warmup:=false", "-p", "max_queue:=4",
                       "-p", "max_image_pixels:=1000000", "-p", "max_text_chars:=40", "-r", "image:=camera/image",
-                      # every query takes >= 0.3 s (test-only fault switch), so queues, cancels and
+                      # every query takes >= 0.3 s (test fault plan), so queues, cancels and
                       # concurrency happen whatever the speed of the tiny model on this machine
-                      env={"ANYREF_TEST_FAULTS": "slow:0.3"})
+                      faults="slow:0.3")
     camera = spawn_helper("image_publisher", str(W), str(H), "100000", "10", "/robot/camera/image")
     client = Client(ctx)
     try:  # (a failed set-up stops the processes too: the camera would run for hours)

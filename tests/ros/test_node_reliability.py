@@ -14,9 +14,10 @@ Fast DDS), on the tiny random preset unless said otherwise:
 * the model file corrupted or removed between two activations;
 * SIGTERM during a model call that ignores cancel.
 
-Slow or hanging model calls come from the engine's test-only fault switch
-(ANYREF_TEST_FAULTS, see anyref_ros/engine.py): a real model call of the
-tiny model takes milliseconds, too short to deactivate during it."""
+Slow or hanging model calls come from a test fault plan (tests/faults.py),
+installed by the test-only entry point tests/helpers/faulty_anyref_node.py
+(start_node(faults=...)): a real model call of the tiny model takes
+milliseconds, too short to deactivate during it."""
 
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ def client():
 def node():
     procs = []
 
-    def start(*args, checkpoint="tiny", env=None):
+    def start(*args, checkpoint="tiny", env=None, faults=None):
         procs.append(start_node("-p", f"checkpoint:={checkpoint}", "-p", "warmup:=false", *args,
-                                namespace=NS, env=env))
+                                namespace=NS, env=env, faults=faults))
         return procs[-1]
 
     yield start
@@ -242,7 +243,7 @@ def test_frames_sent_while_loading_are_answered_on(node, client):
 # ------------------------------------------------------------------ lifecycle
 def test_deactivate_activate_cleanup_while_queries_wait_and_run(node, client):
     """Every caller gets a clear answer at once; none hangs; the node serves again."""
-    proc = node("-p", "max_queue:=4", "-p", "max_frame_age_s:=0.0", env={"ANYREF_TEST_FAULTS": "slow:5"})
+    proc = node("-p", "max_queue:=4", "-p", "max_frame_age_s:=0.0", faults="slow:5")
     client.wait_loaded()
     camera = Camera(client)
     seg = client.service(Segment, "segment")
@@ -299,7 +300,7 @@ def test_deactivate_activate_cleanup_while_queries_wait_and_run(node, client):
 def test_waiting_callers_never_starve_the_executor(node, client):
     """max_queue 8 and 12 callers at once on a slow model: the extra ones are told
     "busy" at once, and lifecycle, diagnostics and goal cancel keep answering."""
-    node("-p", "max_queue:=8", "-p", "max_frame_age_s:=0.0", env={"ANYREF_TEST_FAULTS": "slow:3"})
+    node("-p", "max_queue:=8", "-p", "max_frame_age_s:=0.0", faults="slow:3")
     client.wait_loaded()
     diags = diagnostics(client)
     camera = Camera(client)
@@ -461,7 +462,7 @@ def test_model_errors_are_answered_and_shown_in_diagnostics(node, client):
     """Queries 1-5 raise inside the model: each caller gets the error, /diagnostics
     turns WARN ("the last 5 queries failed"), the 6th query succeeds and it is "ready" again."""
     faults = ",".join(f"exception:{i}" for i in range(1, 6))
-    proc = node("-p", "max_frame_age_s:=0.0", env={"ANYREF_TEST_FAULTS": faults})
+    proc = node("-p", "max_frame_age_s:=0.0", faults=faults)
     client.wait_loaded()
     diags = diagnostics(client)
     camera = Camera(client)
@@ -482,7 +483,7 @@ def test_model_errors_are_answered_and_shown_in_diagnostics(node, client):
 
 
 def test_sigterm_during_a_model_call_exits_quickly(node, client):
-    proc = node("-p", "max_frame_age_s:=0.0", env={"ANYREF_TEST_FAULTS": "hang:30"})
+    proc = node("-p", "max_frame_age_s:=0.0", faults="hang:30")
     client.wait_loaded()
     diags = diagnostics(client)
     seg = client.service(Segment, "segment")
