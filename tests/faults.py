@@ -111,16 +111,21 @@ def _positive(n: int) -> int:
     return n
 
 
+def engine_with(plan: FaultPlan):
+    """An ``Engine`` class whose engines use ``plan`` unless given another hook."""
+    from anyref_ros import engine
+
+    class FaultyEngine(engine.Engine):
+        def __init__(self, *args, **kwargs):
+            kwargs.setdefault("hook", plan)
+            super().__init__(*args, **kwargs)
+
+    return FaultyEngine
+
+
 def install(plan: FaultPlan) -> None:
     """Make every engine this process creates use ``plan`` (for the test-only
     node entry point; the node itself never installs anything)."""
     from anyref_ros import engine
 
-    base = engine.Engine
-
-    class FaultyEngine(base):
-        def __init__(self, *args, **kwargs):
-            kwargs.setdefault("hook", plan)
-            super().__init__(*args, **kwargs)
-
-    engine.Engine = FaultyEngine
+    engine.Engine = engine_with(plan)
