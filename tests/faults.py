@@ -18,8 +18,9 @@ query is query 1):
   would make it);
 * ``oom:N`` / ``oom:NxK``: the first K (default 1) attempts of a call that
   holds query N raise ``torch.OutOfMemoryError``;
-* ``slow:S``: each call spends S more seconds in its first pass, in short
-  sleeps that end once the call is asked to stop;
+* ``slow:S``: each query spends S more seconds in its call's first pass
+  (a batch of k: k x S, as if run one after another), in short sleeps that
+  end once the call is asked to stop;
 * ``step:S``: every language-model pass (every generated token) takes S
   more seconds, ignoring stop: a long generation that only the generation
   loop's own per-token check can end;
@@ -82,7 +83,7 @@ class FaultPlan:
             first = not passes
             passes.append(1)
             if first and self.slow > 0:
-                end = time.monotonic() + self.slow
+                end = time.monotonic() + self.slow * len(numbers)
                 while time.monotonic() < end and not call.stop():
                     time.sleep(0.02)
             if first and self.hang > 0:

@@ -180,6 +180,22 @@ def test_action_feedback_result_and_cancel(system):
     assert image_to_mask(result.result.mask).shape == (H, W)
     assert "generating" in feedback
 
+    # An exemplar is answered by generating text: feedback carries the text so far,
+    # then the mask stage (every stage sent is one of the action's declared stages).
+    fbs = []
+    goal = Refer.Goal(exemplar=numpy_to_image(np.full((40, 40, 3), (200, 30, 30), np.uint8), "rgb8"))
+    handle = client.send_goal(action, goal, feedback_callback=lambda m: fbs.append(m.feedback))
+    assert handle.accepted
+    result = client.goal_result(handle).result
+    assert result.success, result.message
+    stages = [f.stage for f in fbs]
+    declared = {getattr(Refer.Feedback, k) for k in dir(Refer.Feedback) if k.startswith("STAGE_")}
+    assert set(stages) <= declared and "decoding_mask" in stages, stages
+    texts = [f.partial_text for f in fbs if f.stage == "generating" and f.partial_text]
+    if result.result.description:  # the tiny random model generated words
+        assert texts and all(t in result.result.description for t in texts), \
+            (texts, result.result.description)
+
     # Cancel: the first goals occupy the worker (>= 0.3 s each, one after another even when
     # batched), the last waits >= 0.9 s, time enough for the cancel's round trip, and is cancelled.
     goals = [client.send_goal(action, Refer.Goal(text=f"red circle {i}")) for i in range(4)]

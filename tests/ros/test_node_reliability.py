@@ -79,17 +79,18 @@ def stamp(client, msg, offset: float = 0.0):
     return msg
 
 
-def frame(client, frame_id: str = "cam") -> Image:
+def frame(client, frame_id: str = "cam", lag: float = 0.0) -> Image:
     msg = numpy_to_image(np.full((H, W, 3), 120, np.uint8), "rgb8")
     msg.header.frame_id = frame_id
-    return stamp(client, msg)
+    return stamp(client, msg, -lag)
 
 
 class Camera:
-    """Publishes frames (frame_id = their number) at ``hz`` from a thread until stopped."""
+    """Publishes frames (frame_id = their number) at ``hz`` from a thread until stopped;
+    ``lag``: their header stamps are that many seconds behind (a camera with a lagging clock)."""
 
-    def __init__(self, client, topic: str = f"{NS}/image", hz: float = 10.0) -> None:
-        self.client, self.pub, self.hz = client, publisher(client, Image, topic), hz
+    def __init__(self, client, topic: str = f"{NS}/image", hz: float = 10.0, lag: float = 0.0) -> None:
+        self.client, self.pub, self.hz, self.lag = client, publisher(client, Image, topic), hz, lag
         self.sent: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -97,7 +98,7 @@ class Camera:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            msg = frame(self.client, str(len(self.sent)))
+            msg = frame(self.client, str(len(self.sent)), self.lag)
             self.sent.append(msg.header.frame_id)
             try:
                 self.pub.publish(msg)
@@ -347,6 +348,42 @@ def test_camera_stops(node, client):
     assert not r.success and "no camera frame newer than 1 s on /rel/image" in r.message, r.message
     n = len(diags)
     client.wait_for(lambda: (s := anyref_status(diags, n)) and "no camera frame for" in s[1], 5, "a WARN")
+
+
+def test_a_camera_with_a_lagging_clock_is_judged_by_one_rule(node, client):
+    """Frames stamped 5 s behind the node's clock, arriving at 10 Hz, max_frame_age_s 1:
+    freshness is judged by receive time for queries and /diagnostics alike, so the
+    node that says "ready" also answers."""
+    node("-p", "max_frame_age_s:=1.0")
+    client.wait_loaded()
+    diags = diagnostics(client)
+    camera = Camera(client, lag=5.0)
+    seg = client.service(Segment, "segment")
+    client.wait_for(lambda: status_count(diags, "frames_received") >= 3, 30, "frames")
+    n = len(diags)
+    client.wait_for(lambda: (s := anyref_status(diags, n)) and s[1] == "ready", 10, "ready")
+    r = client.call(seg, Segment.Request(text="red circle"))
+    assert r.success, r.message
+    camera.stop()
+    time.sleep(1.5)
+    r = client.call(seg, Segment.Request(text="red circle"))
+    assert not r.success and "no camera frame newer than 1 s" in r.message and "arrived" in r.message, r.message
+    n = len(diags)
+    client.wait_for(lambda: (s := anyref_status(diags, n)) and "no camera frame for" in s[1], 5, "a WARN")
+
+
+def test_depth_images_above_the_pixel_limit_are_not_stored(node, client):
+    """max_image_pixels bounds depth images before they are stored (ten are kept)."""
+    node("-p", "max_frame_age_s:=0.0", "-p", f"max_image_pixels:={W * H}")
+    client.wait_loaded()
+    diags = diagnostics(client)
+    pub = publisher(client, Image, f"{NS}/depth")
+    big = numpy_to_image(np.ones((H * 2, W * 2), np.uint16), "16UC1")
+    client.wait_for(lambda: status_count(diags, "depth_rejected") >= 1, 30, "the big depth image refused",
+                    resend=lambda: pub.publish(stamp(client, big)))
+    n = len(diags)
+    client.wait_for(lambda: len(diags) > n, 5, "a status")
+    assert status_count(diags, "callback_errors") == 0
 
 
 def test_audio_gaps_rate_changes_and_malformed_chunks(node, client):
