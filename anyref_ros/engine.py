@@ -26,58 +26,59 @@ What it does for the node:
   before or between stages, and **statistics** (per-stage latency, queue
   depth, cache hits, batch sizes, the last internal error, consecutive
   failures) for diagnostics;
-* **errors stay in their job**: an exception inside the model fails that
-  query (its message on the job) and the worker goes on with the next one;
+* **errors stay in their query**: an exception inside the model fails only
+  the query that caused it. A batch whose model call raises is split: each
+  of its queries runs again alone, so the faulty one gets its own error and
+  the others their answers; the worker goes on with the next query;
 * **out of memory** (``torch.OutOfMemoryError`` or a ``RuntimeError`` whose
   message says "out of memory"): the frame cache is dropped,
-  ``torch.cuda.empty_cache()`` runs (when CUDA is available) and the query
-  is retried once; a second failure ends the job with :class:`OutOfMemory`,
-  whose message says what to do;
+  ``torch.cuda.empty_cache()`` runs (when CUDA is available) and the
+  queries of the failed call are retried once, at batch size 1, one after
+  another; a query that runs out of memory again, alone, ends with
+  :class:`OutOfMemory`, whose message says what to do;
+* **stop means stop**: the model call gets a ``stop`` callable that the
+  pipeline asks before every language-model pass, every generated token
+  included, so a cancelled (or closed) query leaves the model within one
+  token;
 * :meth:`Engine.close` ends everything: waiting jobs are cancelled, the
-  running one is marked cancelled and, if the model call has not returned
-  within ``timeout``, finished at once with :class:`Cancelled` (the late
-  result is discarded); the engine then drops the pipeline and the frame
-  cache so that a node that is deactivated and activated again during a
-  long generation does not keep two models.
+  running one is cancelled (it stops within a token) and, if the model call
+  has not returned within ``timeout``, finished at once with
+  :class:`Cancelled` (the late result is discarded); the engine then drops
+  the pipeline and the frame cache. The worker may still hold the model
+  until that call returns: :meth:`Engine.wait_released` waits for it, and
+  whoever loads the next model must call it first (the node does), so two
+  models never coexist.
 
-Fault injection (TEST ONLY)
----------------------------
-``Engine(..., faults=FaultPlan.parse("exception:2,slow:0.5"))``, or the
-environment variable ``ANYREF_TEST_FAULTS`` (read only when it is set, when
-an engine is created; the node's tests set it for real node processes).
-Comma-separated items, queries numbered from 1 in the order the worker
-starts them (a node's warm-up query is query 1):
-
-* ``exception:N``: query N raises ``RuntimeError`` inside the model call
-  (only that query fails, also when it was batched with others);
-* ``oom:N`` / ``oom:NxK``: the first K (default 1) attempts of query N
-  raise an out-of-memory error inside the model call (K=1: the retry
-  succeeds; K>=2: the job reports :class:`OutOfMemory`);
-* ``slow:S``: every query spends S more seconds in the model call, in small
-  sleeps that stop as soon as the job is cancelled;
-* ``hang:S``: every query blocks S seconds in the model call, ignoring
-  cancel (a generation that cannot be interrupted).
-
-Never set it in production: it makes queries fail on purpose.
+Test seam
+---------
+``Engine(..., hook=...)`` (TEST ONLY, never set by the node): a callable
+given a :class:`ModelCall` (the jobs of one model call, its attempt and its
+``stop``) that returns a context manager entered around that model call.
+The tests' fault plans (``tests/faults.py``) use it to raise errors and
+out-of-memory inside the batched call and to slow generations down; nothing
+reads it from the environment, and an engine with a hook says so in its
+``stats()`` (``test_hook``).
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
-import os
-import re
 import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, ContextManager, Optional
 
 import numpy as np
 
+# The stages a job goes through (the Refer action's feedback stages).
 STAGE_QUEUED = "queued"
 STAGE_ENCODING_IMAGE = "encoding_image"
+STAGE_ENCODING_REFERENCE = "encoding_reference"
 STAGE_GENERATING = "generating"
+STAGE_DECODING_MASK = "decoding_mask"
 STAGE_DONE = "done"
 
 
@@ -100,8 +101,6 @@ class OutOfMemory(RuntimeError):
 
 #: Message of the job that was running when the engine was closed.
 CLOSED_WHILE_RUNNING = "the node was deactivated while this query ran"
-#: Environment variable with a test-only :class:`FaultPlan` (see the module docstring).
-FAULTS_ENV = "ANYREF_TEST_FAULTS"
 OOM_ADVICE = ("send smaller images (the node's max_image_pixels), load the model in bfloat16 or "
               "float16 (dtype), or run it on another device (device)")
 
@@ -113,64 +112,6 @@ def is_out_of_memory(exc: BaseException) -> bool:
     if oom_type is not None and isinstance(exc, oom_type):
         return True
     return isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-
-
-@dataclass
-class FaultPlan:
-    """Test-only faults injected inside the model call (module docstring)."""
-
-    exception: frozenset = frozenset()  # query numbers that raise
-    oom: Mapping[int, int] = field(default_factory=dict)  # query number -> attempts that run out of memory
-    slow: float = 0.0  # extra seconds per query, interrupted by cancel
-    hang: float = 0.0  # seconds per query that ignore cancel
-
-    _SYNTAX = "expected comma-separated exception:N, oom:N, oom:NxK, slow:SECONDS, hang:SECONDS"
-
-    @classmethod
-    def parse(cls, text: str) -> "FaultPlan":
-        exception, oom, slow, hang = set(), {}, 0.0, 0.0
-        for item in filter(None, (part.strip() for part in re.split(r"[,;\s]+", text))):
-            kind, _, arg = item.partition(":")
-            try:
-                if kind == "exception":
-                    exception.add(_positive(int(arg)))
-                elif kind == "oom":
-                    query, _, times = arg.partition("x")
-                    oom[_positive(int(query))] = _positive(int(times)) if times else 1
-                elif kind in ("slow", "hang"):
-                    seconds = float(arg)
-                    if not 0 <= seconds < 3600:
-                        raise ValueError
-                    slow, hang = (seconds, hang) if kind == "slow" else (slow, seconds)
-                else:
-                    raise ValueError
-            except ValueError:
-                raise ValueError(f"{FAULTS_ENV}: cannot read {item!r}; {cls._SYNTAX}") from None
-        return cls(exception=frozenset(exception), oom=oom, slow=slow, hang=hang)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] = os.environ) -> Optional["FaultPlan"]:
-        """The plan in ``ANYREF_TEST_FAULTS``; None when it is unset or empty."""
-        text = environ.get(FAULTS_ENV, "")
-        return cls.parse(text) if text.strip() else None
-
-    def inject(self, job: "Job", query: int, attempt: int) -> None:
-        """Called inside the model call of ``query`` (1-based), ``attempt`` 1 or 2."""
-        if self.slow > 0:
-            end = time.monotonic() + self.slow
-            while time.monotonic() < end:
-                Engine._check_cancel(job)
-                time.sleep(min(0.02, max(0.0, end - time.monotonic())))
-        if self.hang > 0:
-            time.sleep(self.hang)
-        if query in self.exception:
-            raise RuntimeError(f"injected fault: query {query} raised inside the model ({FAULTS_ENV})")
-        if attempt <= self.oom.get(query, 0):
-            import torch
-
-            oom_type = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
-            raise oom_type(f"CUDA out of memory (injected fault: query {query}, "
-                           f"attempt {attempt}, {FAULTS_ENV})")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -240,17 +181,26 @@ class Job:
     _result: Any = None
     _error: Optional[BaseException] = None
     _finishing: bool = field(default=False, repr=False)
-    _number: int = field(default=0, repr=False)  # order in which the worker started it (fault plans)
+    number: int = 0  # order in which the worker started it (1, 2, ...; 0 while queued)
+    partial_text: str = ""  # the answer text generated so far (greedy decoding)
     _cancel_reason: Optional[str] = field(default=None, repr=False)
+    _engine: Optional["Engine"] = field(default=None, repr=False)
 
     def cancel(self, reason: Optional[str] = None) -> bool:
-        """Ask to stop; True if the job had not finished yet. A stage that is
-        already running completes, then the job ends with :class:`Cancelled`
-        (whose message is ``reason`` if given)."""
+        """Cancel the job (the one way to do it; the same as ``Engine.cancel``):
+        a queued job leaves the queue at once, freeing its place, and ends
+        with :class:`Cancelled` (whose message is ``reason`` if given); a
+        running one stops before its next language-model pass or token.
+        True if the job had not finished yet."""
+        if self._engine is not None:
+            return self._engine.cancel(self, reason)
+        self._flag_cancel(reason)
+        return not self._done.is_set()
+
+    def _flag_cancel(self, reason: Optional[str]) -> None:
         if reason is not None and self._cancel_reason is None:
             self._cancel_reason = reason
         self._cancel.set()
-        return not self._done.is_set()
 
     @property
     def cancelled(self) -> bool:
@@ -277,8 +227,12 @@ class Job:
         """Seconds from submission to completion."""
         return None if self.finished is None else self.finished - self.submitted
 
-    def _set_stage(self, stage: str) -> None:
+    def _set_stage(self, stage: str, text: Optional[str] = None) -> None:
+        if stage == self.stage and (text is None or text == self.partial_text):
+            return
         self.stage = stage
+        if text is not None:
+            self.partial_text = text
         if self.on_stage is not None:
             try:
                 self.on_stage(self, stage)
@@ -286,16 +240,25 @@ class Job:
                 pass
 
 
+@dataclass
+class ModelCall:
+    """One call of the model, as the test-only ``hook`` sees it."""
+
+    pipeline: Any
+    jobs: list[Job]
+    attempt: int  # 2: the retry after an out-of-memory error
+    stop: Callable[[], bool]  # True once every job of the call is cancelled
+
+
 class Engine:
     """Runs queries on an ``AnyRefPipeline`` in one worker thread.
 
     ``max_batch``: most queries on one frame answered in one batch (1: one
-    at a time).  ``faults``: a test-only :class:`FaultPlan`; None reads
-    ``ANYREF_TEST_FAULTS`` if it is set (module docstring).
+    at a time).  ``hook``: TEST ONLY (module docstring).
     """
 
     def __init__(self, pipeline, *, max_queue: int = 4, cache_frames: int = 2, max_batch: int = 8,
-                 faults: Optional[FaultPlan] = None) -> None:
+                 hook: Optional[Callable[[ModelCall], ContextManager]] = None) -> None:
         if max_queue < 1:
             raise ValueError("max_queue must be >= 1")
         if max_batch < 1:
@@ -304,7 +267,7 @@ class Engine:
         self.max_queue = int(max_queue)
         self.max_batch = int(max_batch)
         self.cache_frames = max(0, int(cache_frames))
-        self.faults = faults if faults is not None else FaultPlan.from_env()
+        self.hook = hook
         self._queue: collections.deque[Job] = collections.deque()
         self._cond = threading.Condition()
         self._cache: collections.OrderedDict[int, Any] = collections.OrderedDict()
@@ -329,23 +292,25 @@ class Engine:
             if len(self._queue) >= self.max_queue:
                 self._stats["rejected"] += 1
                 raise QueueFull(f"{len(self._queue)} queries are already waiting (max_queue={self.max_queue}); try again later")
-            job = Job(id=next(self._ids), request=request, on_stage=on_stage)
+            job = Job(id=next(self._ids), request=request, on_stage=on_stage, _engine=self)
             self._queue.append(job)
             self._stats["submitted"] += 1
             self._cond.notify()
         return job
 
-    def cancel(self, job: Job) -> bool:
-        """Cancel a job: a waiting one leaves the queue at once, a running one
-        stops after its current stage. False if it had already finished."""
+    def cancel(self, job: Job, reason: Optional[str] = None) -> bool:
+        """Cancel a job: a waiting one leaves the queue at once (its place is
+        free for the next submit), a running one stops before its next
+        language-model pass or generated token. False if it had already finished."""
         with self._cond:
             waiting = job in self._queue
             if waiting:
                 self._queue.remove(job)
-        if not job.cancel():
+        job._flag_cancel(reason)
+        if job.done():
             return False
         if waiting:
-            self._finish(job, error=Cancelled(f"job {job.id} was cancelled while queued"))
+            self._finish(job, error=Cancelled(reason or f"job {job.id} was cancelled while queued"))
         return True
 
     def queue_position(self, job: Job) -> int:
@@ -363,15 +328,18 @@ class Engine:
 
     def stats(self) -> dict[str, Any]:
         """Counters (submitted, succeeded, failed, cancelled, rejected,
-        frames_encoded, cache_hits, oom_retries, batches: model calls,
-        batched_queries: queries in them), ``mean_batch`` and
+        frames_encoded, cache_hits, oom_retries: queries retried after out of
+        memory, batches: model calls, batched_queries: queries in them,
+        batches_split: batched calls that raised and were run again query by
+        query), ``mean_batch`` and
         ``max_batch_seen`` (queries per model call), ``prefix_built``,
         ``prefix_used``, ``prefix_missed`` (the pipeline's shared-prompt KV
         cache: frames whose prompt start ran, queries that continued from it,
         queries whose prompt did not start with it), the last latency of each
         stage in milliseconds, and for diagnostics ``last_error`` (type and
-        message of the last error that was not bad input, or None) and
-        ``consecutive_failures`` (such errors since the last success)."""
+        message of the last error that was not bad input, or None),
+        ``consecutive_failures`` (such errors since the last success) and
+        ``test_hook`` (True when a test seam is installed: never in production)."""
         with self._cond:
             out: dict[str, Any] = dict(self._stats)
             out["queue_depth"] = len(self._queue)
@@ -387,6 +355,7 @@ class Engine:
             out["last_error"] = self._last_error
             out["consecutive_failures"] = self._consecutive_failures
             out["closed"] = self._closed
+            out["test_hook"] = self.hook is not None
         return out
 
     @property
@@ -397,12 +366,13 @@ class Engine:
         """Stop taking requests and end every job within about ``timeout`` s.
 
         Waiting jobs end with :class:`Cancelled` at once. The running job is
-        marked cancelled (it stops at its next stage boundary); if the worker
-        has not finished it within ``timeout``, it is finished here with
-        ``Cancelled(reason)`` so its caller is answered now, and whatever the
-        model call returns later is discarded. Then the engine drops the
+        cancelled (the model call stops before its next pass or token); if
+        the worker has not finished it within ``timeout``, it is finished here
+        with ``Cancelled(reason)`` so its caller is answered now, and whatever
+        the model call returns later is discarded. Then the engine drops the
         pipeline (``self.pipeline`` becomes None) and the frame cache; a model
-        call still running keeps the model alive only until it returns.
+        call still running keeps the model alive until it returns: see
+        :meth:`wait_released`.
         """
         with self._cond:
             self._closed = True
@@ -411,10 +381,10 @@ class Engine:
             running = list(self._running)
             self._cond.notify_all()
         for job in pending:
-            job.cancel()
+            job._flag_cancel(None)
             self._finish(job, error=Cancelled("the engine shut down before this query ran"))
         for job in running:
-            job.cancel(reason)
+            job._flag_cancel(reason)
         if self._worker is not threading.current_thread():
             self._worker.join(max(0.0, float(timeout)))
         for job in running:
@@ -423,6 +393,20 @@ class Engine:
         with self._cond:
             self._cache.clear()
             self.pipeline = None
+
+    def wait_released(self, timeout: Optional[float] = None) -> bool:
+        """After :meth:`close`: wait until the worker has let go of the model
+        (its running model call returned); True once it has. Load the next
+        model only then, or two models are in memory together."""
+        if self._worker is threading.current_thread():
+            return False
+        self._worker.join(timeout)
+        return not self._worker.is_alive()
+
+    @property
+    def released(self) -> bool:
+        """Closed, and the worker holds no model any more."""
+        return self._closed and not self._worker.is_alive()
 
     # --------------------------------------------------------------- worker
     def _run(self) -> None:
@@ -450,109 +434,129 @@ class Engine:
         """Mark ``job`` as running (call with the lock held)."""
         self._running.append(job)
         self._queries += 1
-        job._number = self._queries
+        job.number = self._queries
         job.started = time.monotonic()
 
     def _execute(self, first: Job, pipeline) -> None:
-        """Run ``first`` and the jobs that join it (same frame), finish each;
-        on out-of-memory free what can be freed and retry those jobs once."""
+        """Run ``first`` and the jobs that join it (same frame); finish each."""
         if pipeline is None:
             self._finish(first, error=Cancelled(first._cancel_reason or CLOSED_WHILE_RUNNING))
             return
-        jobs, failures = [first], {}
-        for attempt in (1, 2):
-            outcomes = self._attempt(jobs, attempt, pipeline)
-            jobs = []
-            for job, outcome in outcomes:
-                if isinstance(outcome, BaseException) and is_out_of_memory(outcome):
-                    failures[job.id] = _first_line(outcome)
-                    jobs.append(job)
-                elif isinstance(outcome, BaseException):
-                    _drop_tracebacks(outcome)
-                    self._finish(job, error=outcome)
-                else:
-                    self._finish(job, result=outcome)
-            outcomes = outcome = None  # no reference to the error's tensors while memory is freed
-            if not jobs:
-                return
-            self._release_memory()
-            if attempt == 1:
-                with self._cond:
-                    self._stats["oom_retries"] += len(jobs)
-        for job in jobs:
-            self._finish(job, error=OutOfMemory(
-                f"out of memory while running this query, also after freeing cached frames and retrying "
-                f"once ({failures[job.id]}); what to do: {OOM_ADVICE}"))
+        self._run_jobs([first], pipeline, attempt=1, join=True)
 
-    def _attempt(self, jobs: list[Job], attempt: int, pipeline) -> list[tuple[Job, Any]]:
-        """One try of ``jobs`` (same frame): their results or errors.  On the
-        first try, the queries waiting for the same frame join once it is encoded."""
-        outcomes: list[tuple[Job, Any]] = []
+    def _run_jobs(self, jobs: list[Job], pipeline, attempt: int, join: bool = False) -> None:
+        """One model call for ``jobs`` (same frame; with ``join``, the jobs
+        waiting for that frame join once it is encoded), every job finished;
+        a failed call goes to :meth:`_failed`."""
+        jobs = self._live(jobs)
+        if not jobs:
+            return
+        try:
+            features = self._encode(jobs, pipeline)
+            if join and self.max_batch > len(jobs):
+                for job in self._take_same_frame(jobs[0].request.frame, self.max_batch - len(jobs)):
+                    job._set_stage(STAGE_ENCODING_IMAGE)
+                    job.timings["image_encoder"] = 0.0
+                    jobs.append(job)
+                jobs = self._live(jobs)
+            results = self._call(jobs, features, pipeline, attempt) if jobs else []
+        except Exception as exc:  # noqa: BLE001 - the whole call failed: find whose fault it is
+            features = None  # nothing of the failed call stays referenced while memory is freed
+            self._failed(jobs, exc, pipeline, attempt)
+            return
+        for job, result in zip(jobs, results):
+            if isinstance(result, BaseException):
+                _drop_tracebacks(result)
+                self._finish(job, error=result)
+            else:
+                self._finish(job, result=result)
+
+    def _failed(self, jobs: list[Job], exc: BaseException, pipeline, attempt: int) -> None:
+        """The model call of ``jobs`` raised ``exc``. Cancelled jobs end
+        cancelled; one job gets ``exc`` (out of memory: retried once first);
+        a batch is split, each job run alone (after out of memory: at once as
+        the retry), so only the faulty query fails."""
+        line, oom = _first_line(exc), is_out_of_memory(exc)
+        _drop_tracebacks(exc)
+        live = []
+        for job in jobs:
+            if job.cancelled:  # also when the call ended because it was asked to stop
+                self._finish(job, error=Cancelled(job._cancel_reason or f"job {job.id} was cancelled"))
+            else:
+                live.append(job)
+        if not live:
+            return
+        if oom and attempt >= 2:
+            exc = None
+            self._release_memory()  # what the retry cached goes too: the next query starts clean
+            for job in live:
+                self._finish(job, error=OutOfMemory(
+                    f"out of memory while running this query, also after freeing cached frames and retrying "
+                    f"once at batch size 1 ({line}); what to do: {OOM_ADVICE}"))
+            return
+        if not oom and len(jobs) == 1:
+            self._finish(live[0], error=exc)
+            return
+        exc = None  # no reference to the error's tensors while memory is freed
+        if oom:
+            self._release_memory()
+            attempt = 2
+            with self._cond:
+                self._stats["oom_retries"] += len(live)
+        else:
+            with self._cond:
+                self._stats["batches_split"] += 1
+        for job in live:
+            job.timings.pop("image_encoder", None)
+            self._run_jobs([job], pipeline, attempt)
+
+    def _live(self, jobs: list[Job]) -> list[Job]:
+        """The jobs not cancelled; the cancelled ones are finished."""
         live = []
         for job in jobs:
             if job.cancelled:
-                outcomes.append((job, Cancelled(job._cancel_reason or f"job {job.id} was cancelled")))
-                continue
-            live.append(job)
-            job._set_stage(STAGE_ENCODING_IMAGE)
-        if not live:
-            return outcomes
-        frame = live[0].request.frame
-        t = time.perf_counter()
-        try:
-            features = self._features(frame, pipeline)
-        except Exception as exc:  # noqa: BLE001 - every job of this frame gets it
-            outcomes.extend((job, exc) for job in live)
-            return outcomes
-        for job in live:
-            job.timings["image_encoder"] = time.perf_counter() - t
-        if attempt == 1 and self.max_batch > len(live):
-            for job in self._take_same_frame(frame, self.max_batch - len(live)):
-                job._set_stage(STAGE_ENCODING_IMAGE)
-                job.timings["image_encoder"] = 0.0
-                live.append(job)
-        ready = []
-        for job in live:
-            try:
-                self._check_cancel(job)
-                job._set_stage(STAGE_GENERATING)
-                if self.faults is not None:
-                    self.faults.inject(job, job._number, attempt)
-            except Exception as exc:  # noqa: BLE001 - that job's own outcome
-                outcomes.append((job, exc))
+                self._finish(job, error=Cancelled(job._cancel_reason or f"job {job.id} was cancelled"))
             else:
-                ready.append(job)
-        if not ready:
-            return outcomes
+                live.append(job)
+        return live
+
+    def _encode(self, jobs: list[Job], pipeline):
+        """The frame's features (cached per frame key)."""
+        for job in jobs:
+            job._set_stage(STAGE_ENCODING_IMAGE)
+        t = time.perf_counter()
+        features = self._features(jobs[0].request.frame, pipeline)
+        for job in jobs:
+            job.timings["image_encoder"] = time.perf_counter() - t
+        return features
+
+    def _call(self, jobs: list[Job], features, pipeline, attempt: int) -> list[Any]:
+        """One ``segment_batch`` call: a result or a bad-input error per job."""
         with self._cond:
             self._stats["batches"] += 1
-            self._stats["batched_queries"] += len(ready)
-            self._max_batch_seen = max(self._max_batch_seen, len(ready))
+            self._stats["batched_queries"] += len(jobs)
+            self._max_batch_seen = max(self._max_batch_seen, len(jobs))
+
+        def stop() -> bool:
+            return all(job.cancelled for job in jobs)
+
+        def progress(index: int, stage: str, text: str) -> None:
+            jobs[index]._set_stage(stage, text)
+
+        hook = self.hook(ModelCall(pipeline, list(jobs), attempt, stop)) if self.hook else contextlib.nullcontext()
         t = time.perf_counter()
-        try:
-            if len(ready) == 1:
-                results = [self._call(pipeline, features, ready[0].request)]
-            else:
-                results = pipeline.segment_batch(features, [_arguments(job.request) for job in ready],
-                                                 return_exceptions=True)
-        except Exception as exc:  # noqa: BLE001 - the whole batch failed
-            results = [exc] * len(ready)
+        with hook:
+            results = pipeline.segment_batch(features, [_arguments(job.request) for job in jobs],
+                                             return_exceptions=True, stop=stop, progress=progress)
         seconds = time.perf_counter() - t
-        for job, result in zip(ready, results):
-            outcomes.append((job, result))
+        for job, result in zip(jobs, results):
             if isinstance(result, BaseException):
                 continue
             job.timings["query"] = seconds
             for name, value in getattr(result, "timings", {}).items():
                 if name != "image_encoder":
                     job.timings[name] = value
-        return outcomes
-
-    @staticmethod
-    def _call(pipeline, features, request: Request) -> Any:
-        if request.kind == "describe":
-            return pipeline.describe(features, request.box)
-        return pipeline.segment(features, **_arguments(request))
+        return results
 
     def _take_same_frame(self, frame: Frame, limit: int) -> list[Job]:
         """Remove from the queue (and start) up to ``limit`` waiting jobs on ``frame``."""
@@ -600,11 +604,6 @@ class Engine:
                     self._cache.popitem(last=False)
         return features
 
-    @staticmethod
-    def _check_cancel(job: Job) -> None:
-        if job.cancelled:
-            raise Cancelled(job._cancel_reason or f"job {job.id} was cancelled")
-
     def _finish(self, job: Job, result: Any = None, error: Optional[BaseException] = None) -> bool:
         """Complete ``job`` once; False (and nothing changes) if it already was."""
         with self._cond:
@@ -632,7 +631,7 @@ class Engine:
 
 
 def _arguments(request: Request) -> dict[str, Any]:
-    """``AnyRefPipeline.segment``/``segment_batch`` keyword arguments of a request."""
+    """``AnyRefPipeline.segment_batch`` arguments of a request."""
     if request.kind == "describe":
         return {"box": request.box}
     return {"text": request.text, "exemplar": request.exemplar, "exemplar_mask": request.exemplar_mask,

@@ -39,7 +39,9 @@ PARAMS: tuple[Param, ...] = (
     Param("use_compressed", False,
           "Subscribe to image/compressed (sensor_msgs/CompressedImage, jpeg or png) instead of image."),
     Param("max_frame_age_s", 2.0,
-          "Refuse to answer on a camera frame older than this (seconds, by its header stamp); 0 disables.",
+          "Refuse to answer on a camera frame that arrived longer ago than this (seconds, by the node's "
+          "receive time, also for /diagnostics: a camera whose clock lags is judged by when its frames "
+          "arrive); 0 disables.",
           range=(0.0, 3600.0), live=True),
     Param("max_queue", 4, "Queries that may wait for the model; more are refused at once (busy).",
           range=(1, 256)),

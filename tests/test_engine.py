@@ -1,24 +1,25 @@
 """The inference engine on a real (tiny, random) AnyRef pipeline: per-frame
 cache, bounded queue, cancel, errors, shutdown, and faults injected inside
-the model call with the engine's test-only FaultPlan (an exception, CUDA
-out-of-memory -- no GPU here, so the error is raised, not provoked --, a slow
-or uninterruptible generation), and batches of queries waiting for one frame."""
+the model call through the engine's test seam (``hook``) with a fault plan
+from tests/faults.py (an exception or CUDA out-of-memory raised inside the
+language model's forward pass -- no GPU here, so the error is raised, not
+provoked --, a slow, long or uninterruptible generation), and batches of
+queries waiting for one frame."""
 
 from __future__ import annotations
 
 import gc
 import threading
+import time
 import weakref
 
 import numpy as np
 import pytest
 
 from anyref_ros.engine import (
-    FAULTS_ENV,
     Cancelled,
     Engine,
     EngineClosed,
-    FaultPlan,
     Frame,
     OutOfMemory,
     QueueFull,
@@ -26,6 +27,7 @@ from anyref_ros.engine import (
     is_out_of_memory,
 )
 from anyref_ros.model import AnyRefPipeline
+from faults import FaultPlan
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +64,8 @@ def test_queries_on_one_frame_encode_it_once(pipeline, image):
         assert r.mask.shape == (60, 80)
     stats = engine.stats()
     assert stats["frames_encoded"] == 1 and stats["cache_hits"] == 2 and stats["succeeded"] == 3
-    assert [s for i, s in stages if i == jobs[0].id] == ["encoding_image", "generating", "done"]
+    assert [s for i, s in stages if i == jobs[0].id] == ["encoding_image", "encoding_reference", "generating",
+                                                          "decoding_mask", "done"]
     assert "total" in stats["stage_ms"]
     engine.close()
 
@@ -130,7 +133,7 @@ def test_close_answers_a_query_whose_model_call_does_not_return(image):
     answered within the timeout and the engine keeps no model alive."""
     pipeline = AnyRefPipeline.from_pretrained("tiny", device="cpu")
     model = weakref.ref(pipeline)
-    engine = Engine(pipeline, faults=FaultPlan(hang=2.0))
+    engine = Engine(pipeline, hook=FaultPlan(hang=2.0))
     del pipeline
     generating = threading.Event()
     job = engine.submit(Request(frame=Frame(image=image, key=1), text="red circle"),
@@ -152,7 +155,7 @@ def test_close_answers_a_query_whose_model_call_does_not_return(image):
 
 
 def test_close_stops_a_cooperative_slow_query(pipeline, image):
-    engine = Engine(pipeline, faults=FaultPlan.parse("slow:60"))
+    engine = Engine(pipeline, hook=FaultPlan.parse("slow:60"))
     generating = threading.Event()
     job = engine.submit(Request(frame=Frame(image=image), text="red circle"),
                         on_stage=lambda j, s: s == "generating" and generating.set())
@@ -164,7 +167,7 @@ def test_close_stops_a_cooperative_slow_query(pipeline, image):
 
 
 def test_exception_inside_the_model_fails_only_that_query(pipeline, image):
-    engine = Engine(pipeline, faults=FaultPlan.parse("exception:2"))
+    engine = Engine(pipeline, hook=FaultPlan.parse("exception:2"))
     frame = Frame(image=image, key=3)
     first = engine.submit(Request(frame=frame, text="red circle"))
     assert first.result(timeout=60).mask.shape == (60, 80)
@@ -183,7 +186,7 @@ def test_exception_inside_the_model_fails_only_that_query(pipeline, image):
 
 
 def test_out_of_memory_once_is_retried(pipeline, image):
-    engine = Engine(pipeline, faults=FaultPlan.parse("oom:1"))
+    engine = Engine(pipeline, hook=FaultPlan.parse("oom:1"))
     frame = Frame(image=image, key=5)
     job = engine.submit(Request(frame=frame, text="red circle"))
     expected = pipeline.segment(image, text="red circle")
@@ -196,7 +199,7 @@ def test_out_of_memory_once_is_retried(pipeline, image):
 
 
 def test_out_of_memory_twice_is_reported_with_advice(pipeline, image):
-    engine = Engine(pipeline, faults=FaultPlan.parse("oom:1x2"))
+    engine = Engine(pipeline, hook=FaultPlan.parse("oom:1x2"))
     job = engine.submit(Request(frame=Frame(image=image, key=9), text="red circle"))
     with pytest.raises(OutOfMemory) as err:
         job.result(timeout=60)
@@ -220,26 +223,28 @@ def test_out_of_memory_detection():
     assert not is_out_of_memory(ValueError("out of memory"))  # bad input, never retried
 
 
-def test_fault_plan_syntax(monkeypatch):
-    plan = FaultPlan.parse("exception:2, exception:5,oom:1x2,oom:3,slow:0.5,hang:1")
+def test_fault_plan_syntax():
+    plan = FaultPlan.parse("exception:2, exception:5,oom:1x2,oom:3,slow:0.5,hang:1,step:0.1")
     assert plan.exception == {2, 5} and plan.oom == {1: 2, 3: 1} and plan.slow == 0.5 and plan.hang == 1.0
+    assert plan.step == 0.1
     for bad in ("exception", "exception:0", "oom:1x0", "slow:-1", "crash:1", "oom:x"):
-        with pytest.raises(ValueError, match="ANYREF_TEST_FAULTS: cannot read"):
+        with pytest.raises(ValueError, match="fault plan: cannot read"):
             FaultPlan.parse(bad)
-    assert FaultPlan.from_env({}) is None and FaultPlan.from_env({FAULTS_ENV: " "}) is None
-    assert FaultPlan.from_env({FAULTS_ENV: "oom:2"}).oom == {2: 1}
 
 
-def test_fault_plan_from_the_environment(pipeline, image, monkeypatch):
-    monkeypatch.delenv(FAULTS_ENV, raising=False)
+def test_no_fault_injection_from_the_environment(pipeline, image, monkeypatch):
+    """The production engine reads nothing from the environment: the variable that
+    used to switch faults on does nothing, and an engine says when a test seam is set."""
+    monkeypatch.setenv("ANYREF_TEST_FAULTS", "exception:1")
     engine = Engine(pipeline)
-    assert engine.faults is None
+    assert engine.hook is None and engine.stats()["test_hook"] is False
+    assert engine.submit(Request(frame=Frame(image=image), text="red circle")).result(timeout=60).mask.shape == (60, 80)
     engine.close()
-    monkeypatch.setenv(FAULTS_ENV, "exception:1")
-    engine = Engine(pipeline)
-    with pytest.raises(RuntimeError, match="injected fault: query 1"):
-        engine.submit(Request(frame=Frame(image=image), text="red circle")).result(timeout=60)
-    engine.close()
+    import anyref_ros.engine as module
+
+    source = open(module.__file__).read()
+    assert "os.environ" not in source and "getenv" not in source
+    assert Engine(pipeline, hook=FaultPlan()).stats()["test_hook"] is True
 
 
 def test_refocus_weight_is_per_query(pipeline, image):
@@ -311,24 +316,95 @@ def test_max_batch_caps_the_batch(pipeline, image):
     engine.close()
 
 
-def test_a_fault_in_one_batched_query_fails_only_that_query(pipeline, image):
-    engine = Engine(pipeline, max_queue=8, faults=FaultPlan.parse("exception:2,oom:3"))
-    frame = Frame(image=image, key=4)
-    first, release = held_first(engine, Request(frame=frame, text="red circle"))
-    second = engine.submit(Request(frame=frame, text="blue square"))
-    third = engine.submit(Request(frame=frame, text="green"))
+def batch_of(engine, frame, texts):
+    """Hold query 1 at its first stage, queue the others on the same frame, release:
+    they join query 1 in one model call. Returns the jobs in query order."""
+    first, release = held_first(engine, Request(frame=frame, text=texts[0]))
+    rest = [engine.submit(Request(frame=frame, text=t)) for t in texts[1:]]
     release.set()
-    assert first.result(timeout=120).mask.shape == (60, 80)
-    with pytest.raises(RuntimeError, match="injected fault: query 2"):
-        second.result(timeout=60)
-    assert third.result(timeout=120).mask.shape == (60, 80)  # retried once after out of memory
+    return [first, *rest]
+
+
+TEXTS = ("red circle", "blue square", "green", "the cat on the left")
+
+
+def test_a_fault_inside_the_batched_call_fails_only_that_query(pipeline, image):
+    """Query 2 makes the batched forward pass raise: it gets its error, and the
+    other three get the answers they get alone (the batch is run again query by query)."""
+    plan = FaultPlan.parse("exception:2")
+    engine = Engine(pipeline, max_queue=8, hook=plan)
+    jobs = batch_of(engine, Frame(image=image, key=4), TEXTS)
+    with pytest.raises(RuntimeError, match="injected fault: query 2 raised inside the model"):
+        jobs[1].result(timeout=60)
+    for job, text in zip(jobs, TEXTS):
+        if job is not jobs[1]:
+            got, want = job.result(timeout=120), pipeline.segment(image, text=text)
+            np.testing.assert_array_equal(got.mask, want.mask)
+            assert (got.text, got.found) == (want.text, want.found)
+    assert plan.calls[0] == ([1, 2, 3, 4], 1)  # the fault happened inside the batched call
+    assert plan.calls[1:] == [([1], 1), ([2], 1), ([3], 1), ([4], 1)]
     stats = engine.stats()
-    assert stats["oom_retries"] == 1 and stats["succeeded"] == 2 and stats["failed"] == 1
+    assert stats["batches_split"] == 1 and stats["succeeded"] == 3 and stats["failed"] == 1
+    assert stats.get("oom_retries", 0) == 0
+    engine.close()
+
+
+def test_out_of_memory_in_a_batch_is_retried_at_batch_size_1(pipeline, image):
+    """A batched call runs out of memory: every query is retried once, alone, one
+    after another (RELIABILITY.md); query 3, out of memory again alone, reports it."""
+    plan = FaultPlan.parse("oom:3x2")
+    engine = Engine(pipeline, max_queue=8, hook=plan)
+    jobs = batch_of(engine, Frame(image=image, key=6), TEXTS)
+    with pytest.raises(OutOfMemory, match="retrying once at batch size 1"):
+        jobs[2].result(timeout=60)
+    for job in (jobs[0], jobs[1], jobs[3]):
+        assert job.result(timeout=120).mask.shape == (60, 80)
+    assert plan.calls == [([1, 2, 3, 4], 1), ([1], 2), ([2], 2), ([3], 2), ([4], 2)]
+    stats = engine.stats()
+    assert stats["oom_retries"] == 4 and stats["succeeded"] == 3 and stats["failed"] == 1
+    engine.close()
+
+
+def test_cancel_stops_a_long_generation_within_a_token(pipeline, image):
+    """A region description generates token by token (greedy); each token takes
+    0.4 s more (test plan, ignoring cancel). Cancelled at its first token, the
+    query ends after that token, not after max_new_tokens."""
+    plan = FaultPlan.parse("step:0.4")
+    engine = Engine(pipeline, hook=plan)
+    started = threading.Event()
+    job = engine.submit(Request(frame=Frame(image=image), box=(5, 5, 40, 30)),
+                        on_stage=lambda j, s: s == "generating" and started.set())
+    assert started.wait(60)
+    t = time.monotonic()
+    job.cancel("stop now")
+    with pytest.raises(Cancelled, match="stop now"):
+        job.result(timeout=30)
+    took = time.monotonic() - t
+    # the prefix pass and at most two token passes (0.4 s each) run before the stop is seen,
+    # of the 1 + max_new_tokens (8) the generation would take
+    assert took < 1.6, f"the generation went on {took:.1f} s after cancel"
+    engine.close()
+    assert engine.wait_released(10)
+
+
+def test_cancel_of_a_queued_job_frees_its_queue_place(pipeline, image):
+    """Job.cancel and Engine.cancel are one: a queued job leaves the queue at once,
+    so the next caller is not refused as busy."""
+    engine = Engine(pipeline, max_queue=1)
+    running, release = held_first(engine, Request(frame=Frame(image=image), text="red circle"))
+    waiting = engine.submit(Request(frame=Frame(image=image), text="blue square"))
+    assert waiting.cancel()
+    with pytest.raises(Cancelled):
+        waiting.result(timeout=0.5)
+    assert engine.queue_depth == 0
+    again = engine.submit(Request(frame=Frame(image=image), text="green"))  # not QueueFull
+    release.set()
+    assert again.result(timeout=60).mask.shape == (60, 80) and running.result(timeout=60)
     engine.close()
 
 
 def test_close_answers_every_job_of_a_running_batch(pipeline, image):
-    engine = Engine(pipeline, max_queue=8, faults=FaultPlan(hang=1.0))
+    engine = Engine(pipeline, max_queue=8, hook=FaultPlan(hang=1.0))
     frame = Frame(image=image, key=5)
     first, release = held_first(engine, Request(frame=frame, text="red circle"))
     second = engine.submit(Request(frame=frame, text="blue square"))

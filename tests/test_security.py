@@ -271,10 +271,33 @@ def test_malformed_manifests_are_refused(saved, tmp_path):
     with pytest.raises(WeightsError, match="line 1 is not '<64 hex digits>  <file name>'"):
         AnyRefPipeline.from_pretrained(folder, device="cpu")
     (folder / MANIFEST).write_text("0" * 64 + "  ../../etc/passwd\n")
-    with pytest.raises(WeightsError, match="may only name files inside the checkpoint folder"):
+    with pytest.raises(WeightsError, match="may only name files inside its folder"):
         verify_manifest(folder)
     (folder / MANIFEST).unlink()  # no manifest: nothing to check (an older checkpoint)
     assert verify_manifest(folder) == []
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# written by hand\n# nothing listed yet\n"])
+def test_a_manifest_that_lists_nothing_is_not_a_verification(saved, tmp_path, text):
+    folder = _copy(saved, tmp_path / "empty")
+    (folder / MANIFEST).write_text(text)
+    with pytest.raises(WeightsError, match="lists no file .* nothing could be verified"):
+        verify_manifest(folder)
+    with pytest.raises(WeightsError, match="lists no file"):
+        AnyRefPipeline.from_pretrained(folder, device="cpu")
+
+
+@pytest.mark.parametrize("name", ["../outside.safetensors", "/etc/passwd", "shards/../../x.bin"])
+def test_sharded_index_names_stay_inside_the_folder(tmp_path, name):
+    import json
+
+    from anyref_ros.model.loading import iter_tensors
+
+    folder = tmp_path / "hf"
+    folder.mkdir()
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"w": name}}))
+    with pytest.raises(WeightsError, match="may only name files inside its folder"):
+        list(iter_tensors(folder))
 
 
 # ----------------------------------------------------------- path parameters

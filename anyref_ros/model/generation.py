@@ -17,15 +17,37 @@ start of the user turn), computed once by ``run_prefix``.  The prefix is
 never modified: each pass continues from its own ``Prefix.fork()``, and its
 ``Trace`` covers the prefix and the query's own positions, so refocusing
 still sees the full attention row.
+
+Stopping: ``greedy`` takes a ``stop`` callable, asked before every token;
+when it returns True the generation ends with :class:`Stopped` (a node that
+deactivates during a long generation gets its model back after one token,
+not after ``max_new_tokens``).  ``greedy`` also never runs past the model's
+context (``max_position_embeddings``): the prompt is refused before it gets
+there (``AnyRefPipeline``), and generation ends at the last position.
 """
 
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import torch
+
+
+class Stopped(RuntimeError):
+    """A generation was asked to stop (its ``stop`` callable returned True)."""
+
+
+def check_stop(stop: Optional[Callable[[], bool]]) -> None:
+    """Raise :class:`Stopped` when ``stop`` says so (None: never)."""
+    if stop is not None and stop():
+        raise Stopped("the query was stopped while the model ran")
+
+
+def context_length(language_model) -> int:
+    """Positions the language model was built for (RoPE goes on past them, into garbage)."""
+    return int(getattr(language_model.config, "max_position_embeddings", 0) or 0)
 
 
 @dataclass
@@ -116,7 +138,11 @@ def forced_batch(language_model, items: Sequence[Tuple[torch.Tensor, torch.Tenso
     """Forced passes of several (embeds (1, P_i, D), ids (P_i,), answer_ids)
     as one batch: right-padded, with an attention mask (the padding follows
     every real position, so causal attention never reads it).  Logits are
-    computed only where ``Trace.first_logits`` needs them."""
+    computed only where ``Trace.first_logits`` needs them: each row's
+    position before its first answer token, taken from that row's own
+    last-layer states and put through the LM head here (rows differ in
+    length, and ``logits_to_keep`` with one position per row is not
+    understood alike by every transformers version)."""
     from transformers import DynamicCache
 
     embed = language_model.get_input_embeddings()
@@ -140,11 +166,13 @@ def forced_batch(language_model, items: Sequence[Tuple[torch.Tensor, torch.Tenso
         for b, n in enumerate(lengths):
             mask[b, : past + n] = 1
         kwargs["attention_mask"] = mask
-    # the position predicting each row's first answer token
-    first = torch.tensor([[item[0].shape[1] - 1] for item in items], device=batch.device)
     out = language_model(inputs_embeds=batch, output_hidden_states=True, use_cache=True,
-                         logits_to_keep=first, **kwargs)
+                         logits_to_keep=1, **kwargs)
     keys = cache.layers[-1].keys
+    # the position predicting each row's first answer token, row by row
+    first = torch.tensor([item[0].shape[1] - 1 for item in items], device=batch.device)
+    rows_at = out.hidden_states[-1][torch.arange(len(items), device=batch.device), first]
+    first_logits = language_model.get_output_embeddings()(rows_at)
     traces = []
     for b, (embeds, ids, answer_ids) in enumerate(items):
         n = lengths[b]
@@ -153,16 +181,19 @@ def forced_batch(language_model, items: Sequence[Tuple[torch.Tensor, torch.Tenso
             out.hidden_states[-2][b, :n])
         traces.append(Trace(ids=all_ids, hidden=hidden, layer_input=layer_input,
                             answer_start=start + embeds.shape[1], answer_ids=list(answer_ids),
-                            first_logits=out.logits[b, 0], keys=keys[b, :, : past + n]))
+                            first_logits=first_logits[b], keys=keys[b, :, : past + n]))
     return traces
 
 
 def greedy(language_model, embeds: torch.Tensor, ids: torch.Tensor, max_new_tokens: int,
-           eos_id: int, prefix: Optional[Prefix] = None) -> Trace:
+           eos_id: int, prefix: Optional[Prefix] = None, stop: Optional[Callable[[], bool]] = None,
+           on_token: Optional[Callable[[List[int]], None]] = None) -> Trace:
     """Argmax decoding from prompt ``embeds`` (1, P, D) (after ``prefix``,
-    if given); stops after EOS (not part of ``answer_ids``) or
-    ``max_new_tokens`` tokens.  The last generated token is never fed back,
-    so states cover P + n - 1 positions."""
+    if given); stops after EOS (not part of ``answer_ids``), after
+    ``max_new_tokens`` tokens or at the model's last position.  The last
+    generated token is never fed back, so states cover P + n - 1 positions.
+    ``stop`` is asked before every forward pass (:class:`Stopped`);
+    ``on_token`` gets the answer ids so far after every new token."""
     from transformers import DynamicCache
 
     embed = language_model.get_input_embeddings()
@@ -172,7 +203,12 @@ def greedy(language_model, embeds: torch.Tensor, ids: torch.Tensor, max_new_toke
     layer_input: List[torch.Tensor] = []
     generated: List[int] = []
     step = embeds
+    context = context_length(language_model)
+    start = (prefix.length if prefix is not None else 0) + embeds.shape[1]
+    if context:
+        max_new_tokens = min(max_new_tokens, context - start + 1)
     for _ in range(max_new_tokens):
+        check_stop(stop)
         out = language_model(inputs_embeds=step, output_hidden_states=True, use_cache=True,
                              logits_to_keep=1, **{key: cache})
         hidden.append(out.hidden_states[-1][0])
@@ -181,6 +217,8 @@ def greedy(language_model, embeds: torch.Tensor, ids: torch.Tensor, max_new_toke
         if token == eos_id:
             break
         generated.append(token)
+        if on_token is not None:
+            on_token(generated)
         step = embed(torch.tensor([[token]], device=embeds.device)).to(embeds.dtype)
     answer = torch.tensor(generated, dtype=torch.long)
     all_ids, hidden_all, layer_all, start = _with_prefix(

@@ -29,7 +29,9 @@ Integrity: ``save_pipeline`` writes ``SHA256SUMS`` (``sha256sum`` format,
 ``<hex>  <file name>`` per line) for the files it wrote; when a checkpoint
 folder has one, loading first checks every file it lists (a missing file or
 a different hash is a :class:`WeightsError` naming the file; files it does
-not list are not checked). Paths given by users (the checkpoint, the
+not list are not checked). A manifest that lists no file (empty, or only
+comments) verifies nothing and is refused, as is a name in it or in a
+sharded checkpoint's index that leaves the folder (``..``, an absolute path). Paths given by users (the checkpoint, the
 ``weights.*`` entries) go through :func:`resolve_model_path` before use.
 """
 
@@ -113,7 +115,10 @@ def _folder_files(folder: Path) -> List[Path]:
     for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         if (folder / index).is_file():
             weight_map = json.loads((folder / index).read_text())["weight_map"]
-            return [folder / f for f in sorted(set(weight_map.values()))]
+            names = sorted(set(weight_map.values()), key=str)
+            for name in names:
+                _check_inside(name, f"{folder / index}: the weight map names {name!r}")
+            return [folder / f for f in names]
     for pattern in ("model*.safetensors", "pytorch_model*.bin"):
         files = sorted(folder.glob(pattern))
         if files:
@@ -456,12 +461,23 @@ def read_manifest(folder) -> Optional[Dict[str, str]]:
             raise WeightsError(f"{path}: line {number} is not '<64 hex digits>  <file name>' "
                                "(the sha256sum format)")
         name = match.group(2)
-        parts = Path(name).parts
-        if Path(name).is_absolute() or ".." in parts or not parts:
-            raise WeightsError(f"{path}: line {number} names {name!r}; the manifest may only name "
-                               "files inside the checkpoint folder")
+        _check_inside(name, f"{path}: line {number} names {name!r}")
         entries[name] = match.group(1).lower()
+    if not entries:
+        raise WeightsError(f"{path} lists no file (it is empty or holds only comments), so nothing could be "
+                           f"verified; write it again (cd {path.parent} && sha256sum FILES > {MANIFEST}) "
+                           "or remove it")
     return entries
+
+
+def _check_inside(name, what: str) -> None:
+    """A file name from a checkpoint's own files (manifest, shard index): a relative
+    path that stays inside the folder, else :class:`WeightsError`."""
+    if not isinstance(name, str) or not name or chr(0) in name:
+        raise WeightsError(f"{what}; expected a file name")
+    parts = Path(name).parts
+    if Path(name).is_absolute() or ".." in parts or not parts:
+        raise WeightsError(f"{what}; the checkpoint may only name files inside its folder")
 
 
 def verify_manifest(folder) -> List[str]:

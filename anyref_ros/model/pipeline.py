@@ -18,6 +18,17 @@ computed once per frame, kept on the features (``ImageFeatures.prefix``) and
 reused (``AnyRefPipeline.prefix_cache``, on by default).  ``segment_batch``
 runs forced text queries as one padded batch and every ``[SEG]`` through the
 mask decoder at once; the answers equal those of one call each.
+
+Long calls can be watched and stopped: ``segment``, ``describe`` and
+``segment_batch`` take ``stop`` (a callable asked before every
+language-model pass, every generated token included: True ends the call
+with ``generation.Stopped``) and ``progress`` (called with the request's
+index, a stage of :data:`STAGES` and the answer text so far).
+
+Prompts are checked before any model work: user text holding a special or
+added token of the tokenizer or the model is refused (``check_user_text``),
+and so is a prompt longer than the language model's context (its
+``max_position_embeddings``), with the numbers in the message.
 """
 
 from __future__ import annotations
@@ -26,14 +37,14 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 
 from . import processing as P
 from .config import AnyRefConfig
-from .generation import Prefix, Trace, forced_batch, greedy, run_prefix
+from .generation import Prefix, Trace, check_stop, context_length, forced_batch, greedy, run_prefix
 from .modeling import AnyRefModel
 from .prompts import (AUDIO_REF, IMAGE, IMAGE_REF, Prompt, build_prompt, check_user_text, question_key,
                       shared_prefix, split_prefix, tokenize_answer, tokenize_prompt)
@@ -41,6 +52,10 @@ from .refocus import attention_row, refocus
 from .tokenization import TokenIds
 
 DECODINGS = ("auto", "forced", "greedy")
+#: Stages reported through ``progress`` (the Refer action's feedback stages).
+STAGE_ENCODING_REFERENCE, STAGE_GENERATING, STAGE_DECODING_MASK = "encoding_reference", "generating", "decoding_mask"
+STAGES = (STAGE_ENCODING_REFERENCE, STAGE_GENERATING, STAGE_DECODING_MASK)
+Progress = Callable[[int, str, str], None]  # (request index, stage, answer text so far)
 
 
 @dataclass
@@ -188,7 +203,8 @@ class AnyRefPipeline:
                 exemplar: Optional[np.ndarray] = None, exemplar_mask: Optional[np.ndarray] = None,
                 audio: Optional[np.ndarray] = None, sample_rate: Optional[int] = None, *,
                 decoding: str = "auto", answer: Optional[str] = None,
-                refocus_lambda: Optional[float] = None) -> Referral:
+                refocus_lambda: Optional[float] = None, stop: Optional[Callable[[], bool]] = None,
+                progress: Optional[Progress] = None) -> Referral:
         """Segment what the references point at.
 
         ``image``: HxWx3 uint8 RGB (or ``ImageFeatures``); ``text``: a
@@ -209,21 +225,25 @@ class AnyRefPipeline:
         likely than the no-object reply's (``says_absent``, read from the same
         forward pass) skips the mask decoder; that, an empty mask, or a
         generated answer without ``[SEG]`` gives ``found=False``.
+
+        ``stop``/``progress``: see the module docstring.
         """
         t0 = time.perf_counter()
         if decoding not in DECODINGS:
             raise ValueError(f"decoding: expected one of {DECODINGS}, got {decoding!r}")
         if not isinstance(image, ImageFeatures):
             P.check_image(image)
+        _report(progress, 0, STAGE_ENCODING_REFERENCE)
         query = self._segment_query(t0, text, exemplar, exemplar_mask, audio, sample_rate,
                                     decoding=decoding, answer=answer, refocus_lambda=refocus_lambda)
         features = self._features(image)
         query.timings["image_encoder"] = features.seconds if features is not image else 0.0
-        return self._answer_many(features, [query])[0]
+        return self._answer_many(features, [query], stop, progress)[0]
 
     @torch.inference_mode()
     def describe(self, image: ImageOrFeatures, box, *, decoding: str = "greedy",
-                 answer: Optional[str] = None) -> Referral:
+                 answer: Optional[str] = None, stop: Optional[Callable[[], bool]] = None,
+                 progress: Optional[Progress] = None) -> Referral:
         """Describe the region ``box`` = (x_min, y_min, x_max, y_max) pixels
         and segment it.  The region is cropped (1 px trimmed) and encoded
         like an exemplar (AnyRef's ``roi=False`` path)."""
@@ -233,13 +253,15 @@ class AnyRefPipeline:
             P.check_image(image)
             P.check_box(box, image.shape[:2])  # before the image encoders run
         features = self._features(image)
+        _report(progress, 0, STAGE_ENCODING_REFERENCE)
         query = self._describe_query(t0, features, box, decoding=decoding, answer=answer)
         query.timings["image_encoder"] = features.seconds if features is not image else 0.0
-        return self._answer_many(features, [query])[0]
+        return self._answer_many(features, [query], stop, progress)[0]
 
     @torch.inference_mode()
     def segment_batch(self, image: ImageOrFeatures, requests: Sequence[Mapping[str, Any]], *,
-                      return_exceptions: bool = False) -> List[Union[Referral, Exception]]:
+                      return_exceptions: bool = False, stop: Optional[Callable[[], bool]] = None,
+                      progress: Optional[Progress] = None) -> List[Union[Referral, Exception]]:
         """Answer several queries on one image in one call.
 
         Each request is a mapping of ``segment``'s keyword arguments (``text``,
@@ -252,7 +274,8 @@ class AnyRefPipeline:
         through the mask decoder at once.  The answers are those of one
         ``segment``/``describe`` call each, in order.  ``return_exceptions``:
         a request with bad input gets its exception in the list instead of
-        failing the call (the others are still answered).
+        failing the call (the others are still answered).  ``stop``/``progress``:
+        see the module docstring (``stop`` ends the whole call).
         """
         if not isinstance(image, ImageFeatures):
             P.check_image(image)
@@ -263,6 +286,7 @@ class AnyRefPipeline:
         for k, request in enumerate(requests):
             t0 = time.perf_counter()
             try:
+                _report(progress, k, STAGE_ENCODING_REFERENCE)
                 if not isinstance(request, Mapping):
                     raise ValueError(f"requests[{k}]: expected a mapping of segment/describe "
                                      f"arguments, got {type(request).__name__}")
@@ -286,7 +310,7 @@ class AnyRefPipeline:
             query.index = k
             queries.append(query)
         if queries:
-            for query, referral in zip(queries, self._answer_many(features, queries)):
+            for query, referral in zip(queries, self._answer_many(features, queries, stop, progress)):
                 results[query.index] = referral
         return results
 
@@ -303,6 +327,7 @@ class AnyRefPipeline:
             prompt.answer = _check_answer(answer)
         if decoding == "forced" and prompt.answer is None:
             raise ValueError("decoding='forced' needs a known answer: pass text or answer")
+        segments = self._check_length(prompt, "text" if text is not None else "prompt")
         timings = {"checks": time.perf_counter() - t0}
         t = time.perf_counter()
         feats: Dict[str, torch.Tensor] = {}
@@ -314,7 +339,7 @@ class AnyRefPipeline:
         _sync(self.model.device)
         timings["reference_encoders"] = time.perf_counter() - t
         weight = self.config.refocus.segment if refocus_lambda is None else float(refocus_lambda)
-        return _Query(prompt=prompt, feats=feats, weight=weight, timings=timings)
+        return _Query(prompt=prompt, feats=feats, weight=weight, timings=timings, segments=segments)
 
     def _describe_query(self, t0: float, features: ImageFeatures, box, *, decoding: str = "greedy",
                         answer: Optional[str] = None) -> "_Query":
@@ -322,18 +347,43 @@ class AnyRefPipeline:
         region = P.check_box(box, features.size)
         prompt = build_prompt(self.config, "region")
         prompt.answer = _check_answer(answer) if decoding == "forced" else None
+        segments = self._check_length(prompt, "answer" if prompt.answer is not None else "prompt")
         timings = {"checks": time.perf_counter() - t0}
         t = time.perf_counter()
         crop = P.crop_reference(features.image, box=region)
         feats = {IMAGE_REF: self.model.reference_features(P.clip_pixels(crop, self.config.vision))}
         timings["reference_encoders"] = time.perf_counter() - t
-        return _Query(prompt=prompt, feats=feats, weight=self.config.refocus.describe, timings=timings)
+        return _Query(prompt=prompt, feats=feats, weight=self.config.refocus.describe, timings=timings,
+                      segments=segments)
+
+    def prompt_positions(self, segments) -> int:
+        """Positions of a tokenized prompt in the expanded sequence (the image
+        placeholder counts its CLIP patches, every other placeholder one)."""
+        patches = (self.config.vision.image_size // self.config.vision.patch_size) ** 2
+        return sum(len(seg) if not isinstance(seg, str) else (patches if seg == IMAGE else 1)
+                   for seg in segments)
+
+    def _check_length(self, prompt: Prompt, what: str) -> list:
+        """Tokenize ``prompt``; ValueError when it (with its forced answer, or
+        with room for one generated token) does not fit the model's context."""
+        segments = tokenize_prompt(self.tokenizer, prompt.text, self.config, self._token_memo)
+        context = context_length(self.model.language_model)
+        if not context:
+            return segments
+        need = self.prompt_positions(segments)
+        need += len(tokenize_answer(self.tokenizer, prompt.answer)) if prompt.answer is not None else 1
+        if need > context:
+            raise ValueError(
+                f"{what}: too long for the model: the prompt{' and answer' if prompt.answer else ''} "
+                f"take {need} positions, and the model's context is {context} positions "
+                f"({need - context} too many); shorten the {what}")
+        return segments
 
     def _check_references(self, text, exemplar, exemplar_mask, audio, sample_rate) -> "_References":
         """Validate the references of ``segment``; ValueError says what was expected."""
         refs = _References()
         if text is not None:
-            refs.expression = check_user_text(text, self.config)
+            refs.expression = check_user_text(text, self.config, self.tokenizer)
             refs.kinds.append("text")
         if exemplar_mask is not None and exemplar is None:
             raise ValueError("exemplar_mask: given without an exemplar image")
@@ -373,18 +423,23 @@ class AnyRefPipeline:
         self.counters["prefix_built"] += 1
         return prefix
 
-    def traces(self, features: ImageFeatures, queries: Sequence["_Query"]) -> List[Trace]:
+    def traces(self, features: ImageFeatures, queries: Sequence["_Query"],
+               stop: Optional[Callable[[], bool]] = None, progress: Optional[Progress] = None) -> List[Trace]:
         """Run the language model for ``queries`` on ``features``: forced ones
         as one batch, generated ones one after another, all continuing from
         the shared prefix when its tokens start the prompt (else the whole
         prompt runs).  Sets each query's ``decoding`` and its
-        ``language_model`` time (the batch's, for batched queries)."""
+        ``language_model`` time (the batch's, for batched queries).
+        ``stop`` is asked before every pass and every generated token."""
         model, lm = self.model, self.model.language_model
         t = time.perf_counter()
+        check_stop(stop)
+        for q in queries:
+            _report(progress, q.index, STAGE_GENERATING)
         prefix = self.prefix(features)
         inputs = []
         for q in queries:
-            segments = tokenize_prompt(self.tokenizer, q.prompt.text, self.config, self._token_memo)
+            segments = q.segments or tokenize_prompt(self.tokenizer, q.prompt.text, self.config, self._token_memo)
             rest = split_prefix(segments, self._prefix_segments) if prefix is not None else None
             if prefix is not None:
                 self.counters["prefix_missed" if rest is None else "prefix_used"] += 1
@@ -398,12 +453,16 @@ class AnyRefPipeline:
         for start in ([prefix, None] if prefix is not None else [None]):
             batch = [k for k, q in enumerate(queries) if q.prompt.answer is not None and q.prefix is start]
             if batch:
+                check_stop(stop)
                 items = [(*inputs[k], tokenize_answer(self.tokenizer, queries[k].prompt.answer)) for k in batch]
                 for k, trace in zip(batch, forced_batch(lm, items, start)):
                     traces[k], queries[k].decoding = trace, "forced"
         for k, q in enumerate(queries):
             if q.prompt.answer is None:
-                traces[k] = greedy(lm, *inputs[k], self.config.prompt.max_new_tokens, self.ids.eos, q.prefix)
+                on_token = None if progress is None else (
+                    lambda ids, q=q: _report(progress, q.index, STAGE_GENERATING, self.answer_text(ids)))
+                traces[k] = greedy(lm, *inputs[k], self.config.prompt.max_new_tokens, self.ids.eos, q.prefix,
+                                   stop=stop, on_token=on_token)
                 q.decoding = "greedy"
         _sync(model.device)
         seconds = time.perf_counter() - t
@@ -411,9 +470,14 @@ class AnyRefPipeline:
             q.timings["language_model"] = seconds
         return traces
 
-    def _answer_many(self, features: ImageFeatures, queries: Sequence["_Query"]) -> List[Referral]:
-        traces = self.traces(features, queries)
+    def _answer_many(self, features: ImageFeatures, queries: Sequence["_Query"],
+                     stop: Optional[Callable[[], bool]] = None,
+                     progress: Optional[Progress] = None) -> List[Referral]:
+        traces = self.traces(features, queries, stop, progress)
+        check_stop(stop)
         t = time.perf_counter()
+        for q in queries:
+            _report(progress, q.index, STAGE_DECODING_MASK)
         vectors, owners = [], []
         for k, (q, trace) in enumerate(zip(queries, traces)):
             q.absent = q.decoding == "forced" and q.prompt.task == "segment" and self.says_absent(trace)
@@ -511,6 +575,7 @@ class _Query:
     prefix: Optional[Prefix] = None  # the shared prefix it continued from
     absent: bool = False
     index: int = 0
+    segments: Optional[list] = None  # the tokenized prompt (checked against the context)
 
 
 @dataclass
@@ -521,6 +586,11 @@ class _References:
     expression: Optional[str] = None
     crop: Optional[np.ndarray] = None  # exemplar crop, RGB
     wave: Optional[np.ndarray] = None  # mono float32 samples
+
+
+def _report(progress: Optional[Progress], index: int, stage: str, text: str = "") -> None:
+    if progress is not None:
+        progress(index, stage, text or "")
 
 
 def _check_describe_decoding(decoding: str, answer) -> None:

@@ -32,19 +32,36 @@ def question_key(kinds: Sequence[str]) -> str:
     return "+".join(k for k in REFERENCE_KINDS if k in kinds)
 
 
-def check_user_text(text: str, config: AnyRefConfig) -> str:
-    """The stripped expression; ValueError if empty or it holds model tokens."""
+def check_user_text(text: str, config: AnyRefConfig, tokenizer=None) -> str:
+    """The stripped expression; ValueError if empty or it holds a token the
+    user must not write: the model's added tokens and placeholders
+    (``[SEG]``, ``<im_start>``, ``<image>``, ...) and, given ``tokenizer``,
+    its special tokens (``<s>``, ``</s>``, ``<unk>``, ...) and added tokens.
+    Such text is refused, not escaped: a tokenizer turns these strings into
+    control ids (``</s>`` would end the user turn early), and there is no
+    spelling of them the model was trained to read as plain text."""
     if not isinstance(text, str):
         raise ValueError(f"text: expected a str, got {type(text).__name__}")
     text = text.strip()
     if not text:
         raise ValueError("text: expected a non-empty referring expression, got an empty string")
+    found = [t for t in reserved_strings(config, tokenizer) if t in text]
+    if found:
+        raise ValueError(f"text: must not contain the model's reserved tokens {found}; "
+                         "write the expression in plain words")
+    return text
+
+
+def reserved_strings(config: AnyRefConfig, tokenizer=None) -> List[str]:
+    """Strings that a tokenizer turns into control ids, or that the prompt
+    builder replaces: see :func:`check_user_text`."""
     tokens = config.tokens
     reserved = [t for t, _ in tokens.added_tokens()] + [tokens.image, tokens.image_ref, tokens.audio_ref]
-    found = [t for t in reserved if t in text]
-    if found:
-        raise ValueError(f"text: must not contain the model's reserved tokens {found}")
-    return text
+    if tokenizer is not None:
+        reserved += list(getattr(tokenizer, "all_special_tokens", []) or [])
+        added = getattr(tokenizer, "get_added_vocab", None)
+        reserved += list(added()) if callable(added) else []
+    return [t for t in dict.fromkeys(reserved) if t]
 
 
 @dataclass

@@ -18,7 +18,7 @@ from rclpy.action import ActionClient
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import qos_profile_sensor_data
 
-from testsupport import collect_output
+from testsupport import HELPERS, collect_output
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,12 +28,18 @@ REPO = Path(__file__).resolve().parents[2]
 STARTED: list[subprocess.Popen] = []
 
 
-def start_node(*ros_args: str, namespace: str = "/robot", env: Optional[dict] = None) -> subprocess.Popen:
+def start_node(*ros_args: str, namespace: str = "/robot", env: Optional[dict] = None,
+               faults: Optional[str] = None) -> subprocess.Popen:
     """The real console entry point in its own process (``env``: extra variables).
+    ``faults``: a test fault plan (tests/faults.py), installed by the test-only
+    entry point tests/helpers/faulty_anyref_node.py, which then runs the node's main.
     Its output is collected as it comes (``proc.output``; all of it: :func:`output_of`)."""
-    exe = Path(sys.executable).with_name("anyref_node")
+    if faults is None:
+        entry = [str(Path(sys.executable).with_name("anyref_node"))]
+    else:
+        entry = [sys.executable, str(HELPERS / "faulty_anyref_node.py"), faults]
     env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
-    cmd = [str(exe), "--ros-args", "--params-file", str(REPO / "config" / "anyref.yaml"),
+    cmd = [*entry, "--ros-args", "--params-file", str(REPO / "config" / "anyref.yaml"),
            "-r", f"__ns:={namespace}", *ros_args]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     collect_output(proc)

@@ -27,7 +27,7 @@ W, H = 640, 480
 @pytest.fixture(scope="module")
 def system(tmp_path_factory):
     """Node + 10 Hz BEST_EFFORT camera (640x480) + a client, for the whole module.
-    The node's queries are slowed to >= 0.3 s by the engine's test-only fault switch."""
+    The node's queries are slowed to >= 0.3 s by a test fault plan (tests/faults.py)."""
     import rclpy
 
     from testsupport import spawn_helper
@@ -36,9 +36,9 @@ def system(tmp_path_factory):
     rclpy.init(context=ctx)
     node = start_node("-p", "checkpoint:=tiny", "-p", "warmup:=false", "-p", "max_queue:=4",
                       "-p", "max_image_pixels:=1000000", "-p", "max_text_chars:=40", "-r", "image:=camera/image",
-                      # every query takes >= 0.3 s (test-only fault switch), so queues, cancels and
+                      # every query takes >= 0.3 s (test fault plan), so queues, cancels and
                       # concurrency happen whatever the speed of the tiny model on this machine
-                      env={"ANYREF_TEST_FAULTS": "slow:0.3"})
+                      faults="slow:0.3")
     camera = spawn_helper("image_publisher", str(W), str(H), "100000", "10", "/robot/camera/image")
     client = Client(ctx)
     try:  # (a failed set-up stops the processes too: the camera would run for hours)
@@ -179,6 +179,22 @@ def test_action_feedback_result_and_cancel(system):
     assert result.success, result.message
     assert image_to_mask(result.result.mask).shape == (H, W)
     assert "generating" in feedback
+
+    # An exemplar is answered by generating text: feedback carries the text so far,
+    # then the mask stage (every stage sent is one of the action's declared stages).
+    fbs = []
+    goal = Refer.Goal(exemplar=numpy_to_image(np.full((40, 40, 3), (200, 30, 30), np.uint8), "rgb8"))
+    handle = client.send_goal(action, goal, feedback_callback=lambda m: fbs.append(m.feedback))
+    assert handle.accepted
+    result = client.goal_result(handle).result
+    assert result.success, result.message
+    stages = [f.stage for f in fbs]
+    declared = {getattr(Refer.Feedback, k) for k in dir(Refer.Feedback) if k.startswith("STAGE_")}
+    assert set(stages) <= declared and "decoding_mask" in stages, stages
+    texts = [f.partial_text for f in fbs if f.stage == "generating" and f.partial_text]
+    if result.result.description:  # the tiny random model generated words
+        assert texts and all(t in result.result.description for t in texts), \
+            (texts, result.result.description)
 
     # Cancel: the first goals occupy the worker (>= 0.3 s each, one after another even when
     # batched), the last waits >= 0.9 s, time enough for the cancel's round trip, and is cancelled.

@@ -14,9 +14,10 @@ Fast DDS), on the tiny random preset unless said otherwise:
 * the model file corrupted or removed between two activations;
 * SIGTERM during a model call that ignores cancel.
 
-Slow or hanging model calls come from the engine's test-only fault switch
-(ANYREF_TEST_FAULTS, see anyref_ros/engine.py): a real model call of the
-tiny model takes milliseconds, too short to deactivate during it."""
+Slow or hanging model calls come from a test fault plan (tests/faults.py),
+installed by the test-only entry point tests/helpers/faulty_anyref_node.py
+(start_node(faults=...)): a real model call of the tiny model takes
+milliseconds, too short to deactivate during it."""
 
 from __future__ import annotations
 
@@ -55,9 +56,9 @@ def client():
 def node():
     procs = []
 
-    def start(*args, checkpoint="tiny", env=None):
+    def start(*args, checkpoint="tiny", env=None, faults=None):
         procs.append(start_node("-p", f"checkpoint:={checkpoint}", "-p", "warmup:=false", *args,
-                                namespace=NS, env=env))
+                                namespace=NS, env=env, faults=faults))
         return procs[-1]
 
     yield start
@@ -78,17 +79,18 @@ def stamp(client, msg, offset: float = 0.0):
     return msg
 
 
-def frame(client, frame_id: str = "cam") -> Image:
+def frame(client, frame_id: str = "cam", lag: float = 0.0) -> Image:
     msg = numpy_to_image(np.full((H, W, 3), 120, np.uint8), "rgb8")
     msg.header.frame_id = frame_id
-    return stamp(client, msg)
+    return stamp(client, msg, -lag)
 
 
 class Camera:
-    """Publishes frames (frame_id = their number) at ``hz`` from a thread until stopped."""
+    """Publishes frames (frame_id = their number) at ``hz`` from a thread until stopped;
+    ``lag``: their header stamps are that many seconds behind (a camera with a lagging clock)."""
 
-    def __init__(self, client, topic: str = f"{NS}/image", hz: float = 10.0) -> None:
-        self.client, self.pub, self.hz = client, publisher(client, Image, topic), hz
+    def __init__(self, client, topic: str = f"{NS}/image", hz: float = 10.0, lag: float = 0.0) -> None:
+        self.client, self.pub, self.hz, self.lag = client, publisher(client, Image, topic), hz, lag
         self.sent: list[str] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -96,7 +98,7 @@ class Camera:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            msg = frame(self.client, str(len(self.sent)))
+            msg = frame(self.client, str(len(self.sent)), self.lag)
             self.sent.append(msg.header.frame_id)
             try:
                 self.pub.publish(msg)
@@ -242,7 +244,7 @@ def test_frames_sent_while_loading_are_answered_on(node, client):
 # ------------------------------------------------------------------ lifecycle
 def test_deactivate_activate_cleanup_while_queries_wait_and_run(node, client):
     """Every caller gets a clear answer at once; none hangs; the node serves again."""
-    proc = node("-p", "max_queue:=4", "-p", "max_frame_age_s:=0.0", env={"ANYREF_TEST_FAULTS": "slow:5"})
+    proc = node("-p", "max_queue:=4", "-p", "max_frame_age_s:=0.0", faults="slow:5")
     client.wait_loaded()
     camera = Camera(client)
     seg = client.service(Segment, "segment")
@@ -299,7 +301,7 @@ def test_deactivate_activate_cleanup_while_queries_wait_and_run(node, client):
 def test_waiting_callers_never_starve_the_executor(node, client):
     """max_queue 8 and 12 callers at once on a slow model: the extra ones are told
     "busy" at once, and lifecycle, diagnostics and goal cancel keep answering."""
-    node("-p", "max_queue:=8", "-p", "max_frame_age_s:=0.0", env={"ANYREF_TEST_FAULTS": "slow:3"})
+    node("-p", "max_queue:=8", "-p", "max_frame_age_s:=0.0", faults="slow:3")
     client.wait_loaded()
     diags = diagnostics(client)
     camera = Camera(client)
@@ -346,6 +348,42 @@ def test_camera_stops(node, client):
     assert not r.success and "no camera frame newer than 1 s on /rel/image" in r.message, r.message
     n = len(diags)
     client.wait_for(lambda: (s := anyref_status(diags, n)) and "no camera frame for" in s[1], 5, "a WARN")
+
+
+def test_a_camera_with_a_lagging_clock_is_judged_by_one_rule(node, client):
+    """Frames stamped 5 s behind the node's clock, arriving at 10 Hz, max_frame_age_s 1:
+    freshness is judged by receive time for queries and /diagnostics alike, so the
+    node that says "ready" also answers."""
+    node("-p", "max_frame_age_s:=1.0")
+    client.wait_loaded()
+    diags = diagnostics(client)
+    camera = Camera(client, lag=5.0)
+    seg = client.service(Segment, "segment")
+    client.wait_for(lambda: status_count(diags, "frames_received") >= 3, 30, "frames")
+    n = len(diags)
+    client.wait_for(lambda: (s := anyref_status(diags, n)) and s[1] == "ready", 10, "ready")
+    r = client.call(seg, Segment.Request(text="red circle"))
+    assert r.success, r.message
+    camera.stop()
+    time.sleep(1.5)
+    r = client.call(seg, Segment.Request(text="red circle"))
+    assert not r.success and "no camera frame newer than 1 s" in r.message and "arrived" in r.message, r.message
+    n = len(diags)
+    client.wait_for(lambda: (s := anyref_status(diags, n)) and "no camera frame for" in s[1], 5, "a WARN")
+
+
+def test_depth_images_above_the_pixel_limit_are_not_stored(node, client):
+    """max_image_pixels bounds depth images before they are stored (ten are kept)."""
+    node("-p", "max_frame_age_s:=0.0", "-p", f"max_image_pixels:={W * H}")
+    client.wait_loaded()
+    diags = diagnostics(client)
+    pub = publisher(client, Image, f"{NS}/depth")
+    big = numpy_to_image(np.ones((H * 2, W * 2), np.uint16), "16UC1")
+    client.wait_for(lambda: status_count(diags, "depth_rejected") >= 1, 30, "the big depth image refused",
+                    resend=lambda: pub.publish(stamp(client, big)))
+    n = len(diags)
+    client.wait_for(lambda: len(diags) > n, 5, "a status")
+    assert status_count(diags, "callback_errors") == 0
 
 
 def test_audio_gaps_rate_changes_and_malformed_chunks(node, client):
@@ -461,7 +499,7 @@ def test_model_errors_are_answered_and_shown_in_diagnostics(node, client):
     """Queries 1-5 raise inside the model: each caller gets the error, /diagnostics
     turns WARN ("the last 5 queries failed"), the 6th query succeeds and it is "ready" again."""
     faults = ",".join(f"exception:{i}" for i in range(1, 6))
-    proc = node("-p", "max_frame_age_s:=0.0", env={"ANYREF_TEST_FAULTS": faults})
+    proc = node("-p", "max_frame_age_s:=0.0", faults=faults)
     client.wait_loaded()
     diags = diagnostics(client)
     camera = Camera(client)
@@ -482,7 +520,7 @@ def test_model_errors_are_answered_and_shown_in_diagnostics(node, client):
 
 
 def test_sigterm_during_a_model_call_exits_quickly(node, client):
-    proc = node("-p", "max_frame_age_s:=0.0", env={"ANYREF_TEST_FAULTS": "hang:30"})
+    proc = node("-p", "max_frame_age_s:=0.0", faults="hang:30")
     client.wait_loaded()
     diags = diagnostics(client)
     seg = client.service(Segment, "segment")

@@ -17,6 +17,7 @@ import time
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
+from .intake import frame_age
 from .support import RECENT_OUTCOMES, clip, guarded
 
 OK, WARN, ERROR = DiagnosticStatus.OK, DiagnosticStatus.WARN, DiagnosticStatus.ERROR
@@ -47,7 +48,7 @@ class Diagnostics:
                          "image_qos (a RELIABLE subscriber gets nothing from a BEST_EFFORT camera)")
             return WARN, "no camera frame received yet"
         max_age = self.node.param("max_frame_age_s")
-        age = self.node.now() - latest.received
+        age = frame_age(latest, self.node.now())
         if max_age > 0 and age > max_age:
             return WARN, f"no camera frame for {age:.1f} s on {self.intake.image_topic}"
         failing = self.stats.failing()

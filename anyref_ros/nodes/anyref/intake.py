@@ -10,6 +10,8 @@ Callbacks only check and store (no model work, no waiting):
   messages (640x480 rgb8: 10 MB; 1920x1080 rgb8: 68 MB; compressed: a few
   hundred KB);
 * depth: the last :data:`DEPTH_FRAMES` images, matched to a frame by stamp;
+  an image above ``max_image_pixels`` (or with more than 8 bytes a pixel of
+  that limit) is dropped before it is stored (``depth_rejected``);
 * camera info: the latest one with finite, positive fx, fy and finite cx, cy,
   of the colour camera (``camera_info``) and of the depth camera
   (``depth/camera_info``, for a depth image of another size than the
@@ -73,6 +75,14 @@ class CameraFrame:
             rgb = self._rgb
         check_pixels(rgb.shape[1], rgb.shape[0], max_pixels, "camera frame")
         return rgb
+
+
+def frame_age(frame: CameraFrame, now: float) -> float:
+    """Seconds since the node received ``frame``: the one freshness rule, for
+    queries and /diagnostics alike. Receive time, not the header stamp: a
+    camera whose clock lags or runs ahead is judged by when its frames arrive
+    (the lag itself is reported as camera_delay_ms)."""
+    return now - frame.received
 
 
 def check_pixels(width: int, height: int, limit: int, what: str) -> None:
@@ -182,10 +192,10 @@ class Intake:
             raise QueryError(f"no camera frame has arrived yet on {self.image_topic}; check the camera driver, "
                              "the topic remapping and image_qos (sensor_data vs reliable)")
         max_age = self.node.param("max_frame_age_s")
-        age = self.node.now() - frame.stamp
+        age = frame_age(frame, self.node.now())
         if max_age > 0 and age > max_age:
-            raise QueryError(f"no camera frame newer than {max_age:g} s on {self.image_topic} (the latest is "
-                             f"{age:.2f} s old by its header stamp; max_frame_age_s={max_age:g}); "
+            raise QueryError(f"no camera frame newer than {max_age:g} s on {self.image_topic} (the latest "
+                             f"arrived {age:.2f} s ago; max_frame_age_s={max_age:g}); "
                              "is the camera still publishing?")
         return frame
 
@@ -197,6 +207,12 @@ class Intake:
 
     @guarded("depth")
     def on_depth(self, msg: Image) -> None:
+        limit = self.node.param("max_image_pixels")
+        if msg.width * msg.height > limit or len(msg.data) > 8 * limit:
+            self.stats.inc("depth_rejected")
+            self.log("warning", "depth", f"ignoring a depth image of {msg.width}x{msg.height} pixels, "
+                                         f"{len(msg.data)} bytes: above max_image_pixels={limit}")
+            return
         self.depth.add(stamp_seconds(msg.header), msg)
         self._on_depth(msg)
 

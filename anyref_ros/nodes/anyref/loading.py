@@ -5,9 +5,12 @@ States: ``inactive`` (no model; ``failure`` says why when a load failed),
 ``loading`` (a loader thread runs: ``stage`` and ``seconds`` say how far),
 ``ready`` (the engine answers). Every activation bumps ``generation``; a load
 or a query from an older generation never installs or answers anything.
-Loads run one at a time (a deactivate -> activate during a load waits for
-the old load to finish and discards it), so two model copies never stay in
-memory together.
+Two models never coexist: loads run one at a time (a deactivate -> activate
+during a load waits for the old load to finish and discards it), and a load
+starts only once every engine released before it has let go of its model
+(:meth:`Engine.wait_released`: the running model call stops within one
+generated token; one that ignores stop is waited for, with the stage saying
+so).
 """
 
 from __future__ import annotations
@@ -59,6 +62,7 @@ class ModelSlot:
         self.generation = 0
         self._started = 0.0
         self.load_seconds = 0.0  # duration of the last successful load
+        self._retired: list[eng.Engine] = []  # closed engines whose worker may still hold a model
 
     # ----------------------------------------------------------------- control
     def expect_start(self) -> None:
@@ -94,7 +98,10 @@ class ModelSlot:
             engine, self.engine = self.engine, None
             self.state, self.stage, self.device = "inactive", "", "none"
         if engine is not None:
-            engine.close(timeout=timeout)
+            engine.close(timeout=timeout)  # every caller answered within ``timeout``
+            if not engine.wait_released(0):
+                with self._lock:  # the next load waits for it (see _wait_for_retired)
+                    self._retired.append(engine)
             del engine
             _free_memory()
 
@@ -123,10 +130,24 @@ class ModelSlot:
             self.stage = stage
             return True
 
+    def _wait_for_retired(self, gen: int) -> None:
+        """Until every released engine's worker has let go of its model."""
+        with self._lock:
+            retired, self._retired = self._retired, []
+        t = time.monotonic()
+        for engine in retired:
+            while not engine.wait_released(0.25):
+                self._set_stage(gen, "waiting for the previous model to be released (its running call "
+                                     f"has not stopped for {time.monotonic() - t:.1f} s)")
+        if retired:
+            _free_memory()
+            self._logger.info(f"the previous model was released {time.monotonic() - t:.2f} s after the wait began")
+
     def _load(self, gen: int, source: str, s: LoadSettings) -> None:
         with self._load_lock:
             engine = None
             try:
+                self._wait_for_retired(gen)
                 if not self._set_stage(gen, "importing torch"):
                     return
                 import torch
@@ -174,6 +195,7 @@ class ModelSlot:
             finally:
                 if engine is not None:  # superseded by a deactivate or a newer activation
                     engine.close(timeout=1.0)
+                    engine.wait_released()  # under the load lock: the next load starts after this
                     engine = None
                     _free_memory()
 

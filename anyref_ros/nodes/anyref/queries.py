@@ -108,23 +108,15 @@ class Queries:
                 job.cancel()
                 raise QueryError("the node was deactivated while this query waited; activate it and ask again")
             if goal_handle is not None and goal_handle.is_cancel_requested:
-                self.cancel(job)
+                job.cancel()
                 return False
             if time.monotonic() > deadline:
-                self.cancel(job)
+                job.cancel()
                 raise QueryError(f"no answer within query_timeout_s={self.node.param('query_timeout_s'):g} s; "
                                  "the query was cancelled")
         if self.model.generation != generation:
             raise QueryError("the node was deactivated while this query ran; activate it and ask again")
         return True
-
-    def cancel(self, job: eng.Job) -> None:
-        """Cancel ``job``: a queued one leaves the engine's queue at once."""
-        engine = self.model.engine
-        if engine is not None:
-            engine.cancel(job)
-        else:
-            job.cancel()
 
     def finish(self, job: eng.Job, header, query: str, kind: str, topic: str = "results"):
         try:

@@ -145,6 +145,7 @@ class ReferAction:
             engine = self.model.engine
             fb.queue_position = engine.queue_position(job) if engine is not None else 0
             fb.elapsed_ms = float((time.monotonic() - start) * 1000.0)
+            fb.partial_text = job.partial_text if stage == eng.STAGE_GENERATING else ""
             goal_handle.publish_feedback(fb)
         except Exception as exc:  # noqa: BLE001 - feedback is best effort
             self.log("warning", "feedback", f"refer feedback failed: {exc}")
