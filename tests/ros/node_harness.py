@@ -67,6 +67,21 @@ def stop(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 10.
     return time.monotonic() - t
 
 
+def anyref_status(diags: list, after: int = 0):
+    """The latest anyref status in ``diags[after:]`` as (level, message, values), or None."""
+    for d in reversed(diags[after:]):
+        for s in d.status:
+            if s.name.startswith("anyref"):
+                return s.level, s.message, {kv.key: kv.value for kv in s.values}
+    return None
+
+
+def status_count(diags: list, key: str) -> int:
+    """A counter of the latest anyref status (0 before the first status)."""
+    s = anyref_status(diags)
+    return int(s[2].get(key, 0)) if s else 0
+
+
 # The state each transition starts from and ends in (on success).
 LIFECYCLE_SOURCES = {"configure": "unconfigured", "activate": "inactive", "deactivate": "active",
                      "cleanup": "inactive"}

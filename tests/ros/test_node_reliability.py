@@ -39,7 +39,7 @@ from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.qos import qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from node_harness import client_context, output_of, start_node, stop
+from node_harness import anyref_status, status_count, client_context, output_of, start_node, stop
 from testsupport import REPO
 
 W, H = 160, 120
@@ -113,21 +113,6 @@ class Camera:
 
 def diagnostics(client) -> list:
     return client.listen(DiagnosticArray, "/diagnostics")
-
-
-def anyref_status(diags: list, after: int = 0):
-    """The latest anyref status in ``diags[after:]`` as (level, message, values), or None."""
-    for d in reversed(diags[after:]):
-        for s in d.status:
-            if s.name.startswith("anyref"):
-                return s.level, s.message, {kv.key: kv.value for kv in s.values}
-    return None
-
-
-def status_count(diags: list, key: str) -> int:
-    """A counter of the latest anyref status (0 before the first status)."""
-    s = anyref_status(diags)
-    return int(s[2].get(key, 0)) if s else 0
 
 
 def png_claiming(width: int, height: int) -> bytes:

@@ -30,7 +30,7 @@ from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import Marker, MarkerArray
 
-from node_harness import Client, start_node, stop
+from node_harness import Client, anyref_status, start_node, stop
 from testsupport import REPO
 
 NS = "/r3d"
@@ -261,14 +261,9 @@ def test_missing_transform_keeps_the_mask_and_says_why(system, view):
     time.sleep(0.5)
     assert not [m for m in out["detections_3d"] if abs(seconds(m.header.stamp) - t) < 1e-6]
 
-    def problem():
-        for array in list(out["diagnostics"])[::-1]:
-            for status in array.status:
-                values = {kv.key: kv.value for kv in status.values}
-                if "gripper_tip" in values.get("last_3d_problem", ""):
-                    return values
-        return None
-    assert int(Client.wait_for(problem, 5, "the problem in /diagnostics")["no_transform"]) >= 1
+    values = Client.wait_for(lambda: (s := anyref_status(out["diagnostics"])) and
+                             "gripper_tip" in s[2].get("last_3d_problem", "") and s[2], 5, "the problem in /diagnostics")
+    assert int(values["no_transform"]) >= 1
 
 
 def test_depth_all_zeros(system, view):

@@ -72,6 +72,7 @@ class Diagnostics:
                   "queue_depth": stats.get("queue_depth", 0), "busy": stats.get("busy", False),
                   "waiting_callers": self.queries.slots.used, "waiting_callers_max": self.queries.slots.size,
                   "pending_goals": self.refer.pending_goals,
+                  "held_topic_queries": len(self.queries.held),
                   "cached_frames": stats.get("cached_frames", 0),
                   **{k: stats.get(k, 0) for k in ("frames_encoded", "cache_hits", "batches", "mean_batch",
                                                   "max_batch_seen", "prefix_built", "prefix_used",

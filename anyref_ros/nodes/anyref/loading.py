@@ -28,7 +28,7 @@ import numpy as np
 from anyref_ros import engine as eng
 from anyref_ros import ros_env
 
-from .support import Refused
+from .support import NotYet, Refused
 
 
 @dataclass(frozen=True)
@@ -117,7 +117,7 @@ class ModelSlot:
         if state == "ready" and engine is not None:
             return engine, gen
         if state == "loading":
-            raise Refused(f"loading the model ({self.seconds:.1f} s so far, {self.stage}); ask again in a moment")
+            raise NotYet(f"loading the model ({self.seconds:.1f} s so far, {self.stage}); ask again in a moment")
         why = self.failure or "check its log for why the model did not load"
         raise Refused(f"the node is not active ({why}); activate it with "
                       f"`ros2 lifecycle set {node_name} activate`")

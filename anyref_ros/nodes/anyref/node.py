@@ -184,6 +184,7 @@ class AnyRefNode(LifecycleNode):
         """Free the model; queued and running queries answer at once (a model
         call that ignores cancel is abandoned after ``timeout`` s)."""
         self.model.release(timeout=timeout)
+        self.queries.held.drop_all("the node was deactivated before it could be answered; activate it and ask again")
         self.refer.drop_goals()
         self.sound.clear()
 

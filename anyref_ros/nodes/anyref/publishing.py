@@ -93,6 +93,19 @@ class Publishing:
             self.log("warning", "no-3d", f"answer {msg.id}: no 3D position: {outcome.problem}")
         return Answer(msg, outcome)
 
+    def unanswered(self, query: str, reason: str, frame=None) -> None:
+        """Publish on ~/results that the topic query ``query`` was not answered, and why
+        (found: false, description "not answered: <why>"; the latest frame's header, if any)."""
+        if not self.pubs:
+            return
+        msg = Referral(query=query, reference_type=Referral.TYPE_TEXT, found=False,
+                       description=f"not answered: {reason}", id=str(next(self._ids)))
+        if frame is not None:
+            msg.header = frame.header
+        else:
+            msg.header.stamp = self.node.get_clock().now().to_msg()
+        self.pubs["results"].publish(msg)
+
     def _no_object_reply(self) -> Optional[str]:
         """The loaded model's reply for an absent referent (None: it has none)."""
         pipeline = getattr(self.node.model.engine, "pipeline", None)

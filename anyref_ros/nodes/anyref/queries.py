@@ -24,8 +24,9 @@ from std_srvs.srv import Trigger
 from anyref_ros import engine as eng
 from anyref_ros.srv import DescribeRegion, Segment
 
+from .held import HeldQueries
 from .requests import RequestBuilder
-from .support import QueryError, Refused, clip
+from .support import NotYet, QueryError, Refused, clip
 
 POLL_S = 0.05
 #: Requests a service keeps before the executor takes them (rclpy's default, 10,
@@ -43,7 +44,7 @@ class Slots:
     def acquire(self) -> None:
         with self._lock:
             if self.used >= self.size:
-                raise Refused(f"busy: {self.used} queries are already waiting or running; try again later")
+                raise NotYet(f"busy: {self.used} queries are already waiting or running; try again later")
             self.used += 1
 
     def release(self) -> None:
@@ -62,6 +63,7 @@ class Queries:
         self.slots = Slots(1)
         self.group = ReentrantCallbackGroup()
         self._topic_sub = None
+        self.held = HeldQueries(node, self._ask_topic, self._unanswered)
         g, qos = self.group, QoSProfile(depth=SERVICE_QUEUE, reliability=ReliabilityPolicy.RELIABLE)
         node.create_service(Segment, "~/segment", self.on_segment, qos_profile=qos, callback_group=g)
         node.create_service(DescribeRegion, "~/describe_region", self.on_describe, qos_profile=qos, callback_group=g)
@@ -74,11 +76,13 @@ class Queries:
     def subscribe(self, slots: int) -> None:
         self.slots.size = slots
         self._topic_sub = self.node.create_subscription(String, "query", self.on_query, 10, callback_group=self.group)
+        self.held.start(self.group)
 
     def unsubscribe(self) -> None:
         if self._topic_sub is not None:
             self.node.destroy_subscription(self._topic_sub)
             self._topic_sub = None
+        self.held.stop("the node was cleaned up before it could be answered")
 
     # ---------------------------------------------------------------- running
     @contextmanager
@@ -95,7 +99,7 @@ class Queries:
         try:
             return engine.submit(request)
         except eng.QueueFull as exc:
-            raise Refused(f"busy: {exc}") from None
+            raise NotYet(f"busy: {exc}") from None
         except eng.EngineClosed:
             raise Refused("the node is deactivating or shutting down; activate it and ask again") from None
 
@@ -142,9 +146,13 @@ class Queries:
             self.wait(job, generation)
             return self.finish(job, header, query, kind)
 
+    @staticmethod
+    def fail_message(exc: Exception) -> str:
+        return str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+
     def fail(self, response, exc: Exception, what: str, label: str = ""):
         """Answer ``response`` with why ``exc`` happened; counted, logged (throttled per ``what``)."""
-        message = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+        message = self.fail_message(exc)
         if isinstance(exc, Refused):
             self.stats.inc("queries_refused")
         else:
@@ -180,8 +188,25 @@ class Queries:
         return response
 
     def on_query(self, msg: String) -> None:
-        """A typed or transcribed query, answered on the latest frame; results on ~/results."""
+        """A typed or transcribed query, answered on the latest frame; results on ~/results.
+        Never silent (:mod:`.held`): kept while the model loads or every place is taken,
+        and published as not answered, with why, when it fails."""
         try:
-            self.run(lambda: self.build.text_query(msg.data), msg.data)
+            self._ask_topic(msg.data)
+        except NotYet as exc:
+            self.held.hold(msg.data, str(exc))
+        except Exception:  # noqa: BLE001 - _ask_topic has published why
+            pass
+
+    def _ask_topic(self, text: str) -> None:
+        try:
+            self.run(lambda: self.build.text_query(text), text)
+        except NotYet:
+            raise
         except Exception as exc:  # noqa: BLE001
-            self.fail(Trigger.Response(), exc, "query", f"query {clip(msg.data, 60)!r}")
+            self.fail(Trigger.Response(), exc, "query", f"query {clip(text, 60)!r}")
+            self._unanswered(text, self.fail_message(exc))
+            raise
+
+    def _unanswered(self, text: str, reason: str) -> None:
+        self.publishing.unanswered(text[:10000], reason, self.build.intake.latest)

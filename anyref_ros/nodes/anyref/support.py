@@ -22,6 +22,11 @@ class Refused(QueryError):
     """Refused before any work: busy, loading or inactive (counted as refused, not failed)."""
 
 
+class NotYet(Refused):
+    """Refused for now only (the model is loading, or every place is taken): a
+    query from the ``query`` topic is kept and asked again (:mod:`.held`)."""
+
+
 def stamp_seconds(header) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
