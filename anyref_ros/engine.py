@@ -182,6 +182,7 @@ class Job:
     _error: Optional[BaseException] = None
     _finishing: bool = field(default=False, repr=False)
     number: int = 0  # order in which the worker started it (1, 2, ...; 0 while queued)
+    standing: bool = False  # a standing query's answer on one frame (see Engine.submit_standing)
     partial_text: str = ""  # the answer text generated so far (greedy decoding)
     _cancel_reason: Optional[str] = field(default=None, repr=False)
     _engine: Optional["Engine"] = field(default=None, repr=False)
@@ -285,18 +286,40 @@ class Engine:
 
     # ------------------------------------------------------------------ API
     def submit(self, request: Request, on_stage: Optional[Callable[[Job, str], None]] = None) -> Job:
-        """Queue a request; raises :class:`QueueFull` when ``max_queue`` jobs wait."""
+        """Queue a request; raises :class:`QueueFull` when ``max_queue`` jobs wait.
+        It goes ahead of queued standing work (:meth:`submit_standing`): a
+        one-shot query is never starved by standing queries."""
         with self._cond:
             if self._closed:
                 raise EngineClosed("the engine is shut down")
-            if len(self._queue) >= self.max_queue:
+            waiting = sum(not j.standing for j in self._queue)
+            if waiting >= self.max_queue:
                 self._stats["rejected"] += 1
-                raise QueueFull(f"{len(self._queue)} queries are already waiting (max_queue={self.max_queue}); try again later")
+                raise QueueFull(f"{waiting} queries are already waiting (max_queue={self.max_queue}); try again later")
             job = Job(id=next(self._ids), request=request, on_stage=on_stage, _engine=self)
-            self._queue.append(job)
+            first_standing = next((i for i, j in enumerate(self._queue) if j.standing), len(self._queue))
+            self._queue.insert(first_standing, job)
             self._stats["submitted"] += 1
             self._cond.notify()
         return job
+
+    def submit_standing(self, requests: list[Request], limit: int) -> list[Job]:
+        """Queue the answers of standing queries on one frame, together (they run
+        as one batch, up to ``max_batch``); they do not count against
+        ``max_queue`` but at most ``limit`` standing jobs wait at once, and
+        one-shot queries overtake them. Raises :class:`QueueFull` over the limit."""
+        with self._cond:
+            if self._closed:
+                raise EngineClosed("the engine is shut down")
+            waiting = sum(j.standing for j in self._queue)
+            if waiting + len(requests) > limit:
+                self._stats["rejected"] += len(requests)
+                raise QueueFull(f"{waiting} standing answers already wait (limit {limit})")
+            jobs = [Job(id=next(self._ids), request=r, standing=True, _engine=self) for r in requests]
+            self._queue.extend(jobs)
+            self._stats["submitted"] += len(jobs)
+            self._cond.notify()
+        return jobs
 
     def cancel(self, job: Job, reason: Optional[str] = None) -> bool:
         """Cancel a job: a waiting one leaves the queue at once (its place is

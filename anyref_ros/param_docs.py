@@ -30,6 +30,8 @@ def _value(v) -> str:
         return str(v).lower()
     if isinstance(v, str):
         return json.dumps(v)
+    if isinstance(v, tuple):
+        return json.dumps(list(v))
     return repr(v)
 
 
@@ -61,6 +63,8 @@ def readme_default(value) -> str:
     """A default as the README writes it: `true`, `2.0`, `""` for an empty string."""
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        return f"`{json.dumps(list(value))}`"
     return '`""`' if value == "" else f"`{value}`"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
-Value = Union[str, int, float, bool]
+Value = Union[str, int, float, bool, tuple]  # a tuple: a string array
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,21 @@ PARAMS: tuple[Param, ...] = (
     Param("flying_pixel_jump", 0.03,
           "A depth pixel whose depth differs from a neighbour's by more than this fraction of the depth is a "
           "flying pixel (a smeared outline) and dropped.", range=(0.001, 1.0), live=True),
+    Param("watch", (),
+          "Standing queries: texts answered together on every new camera frame (detections with one id per "
+          "text for its life, ~/labels); change at runtime with ros2 param set; more through ~/watch.",
+          live=True),
+    Param("watch_rate_hz", 0.0,
+          "Most frames a second the standing queries are answered on; 0 = as fast as the model allows (frames "
+          "that come while it is busy are replaced by the newest, never queued).", range=(0.0, 1000.0), live=True),
+    Param("max_watch", 16, "Most standing queries at once (parameter and ~/watch together).", range=(1, 64),
+          live=True),
+    Param("watch_lost_after", 3,
+          "A found standing query is lost after this many answered frames in a row without it.",
+          range=(1, 1000), live=True),
+    Param("follow", "",
+          "Name (or text, or id) of the standing query whose object's pose is published on ~/target_pose "
+          "(geometry_msgs/PoseStamped in target_frame) on every frame it is found; \"\" = none.", live=True),
     Param("audio_window_s", 3.0,
           "Seconds of the audio topic ~/segment_sound uses (at least 2 s are needed); the buffer keeps "
           "at least 3.5 s for sound events.",

@@ -11,9 +11,10 @@ import traceback
 from typing import Callable, Iterable, NoReturn, Optional, Union
 
 import rclpy
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
+from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 
 from anyref_ros import ros_env
 from anyref_ros.parameters import Param
@@ -25,6 +26,8 @@ def descriptor(p: Param) -> ParameterDescriptor:
     if p.choices:
         text += f" One of: {', '.join(p.choices)}."
     d = ParameterDescriptor(description=text)
+    if isinstance(p.default, tuple):
+        d.type = ParameterType.PARAMETER_STRING_ARRAY
     if p.range is not None and not isinstance(p.default, bool):
         if isinstance(p.default, int):
             d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
@@ -36,7 +39,12 @@ def descriptor(p: Param) -> ParameterDescriptor:
 def declare_parameters(node, params: Iterable[Param]) -> None:
     """Declare every parameter of a table on ``node``."""
     for p in params:
-        node.declare_parameter(p.name, p.default, descriptor(p))
+        if isinstance(p.default, tuple):  # a string array: typed (an empty list has no type of its own)
+            node.declare_parameter(p.name, Parameter.Type.STRING_ARRAY, descriptor(p))
+            if node.get_parameter_or(p.name, None).type_ == Parameter.Type.NOT_SET:
+                node.set_parameters([Parameter(p.name, Parameter.Type.STRING_ARRAY, list(p.default))])
+        else:
+            node.declare_parameter(p.name, p.default, descriptor(p))
 
 
 def run_node(factory: Callable[[], LifecycleNode], args: Optional[list[str]] = None, *,

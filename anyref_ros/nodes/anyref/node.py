@@ -9,6 +9,7 @@ parts and runs the lifecycle; each concern has its module:
 * :mod:`.queries` (+ :mod:`.requests`) — services and the query topic;
 * :mod:`.refer` — the ~/refer action;
 * :mod:`.sound_events` — sound events -> queries -> ``~/sound_sources``;
+* :mod:`.watching` — standing queries (``watch``, ``~/watch``), answered on every frame;
 * :mod:`.publishing` — Referral, mask, debug image, detections, points, markers
   (built by :mod:`.detections`; the 3D answer from :mod:`.space`, TF from
   :mod:`.transforms`);
@@ -44,6 +45,7 @@ from .refer import ReferAction
 from .sound_events import SoundEvents
 from .support import Stats, Throttle
 from .transforms import Transforms
+from .watching import Watching
 
 NODE_NAME = "anyref"
 #: Executor threads besides the waiting callers: sensors, audio, TF, diagnostics,
@@ -66,7 +68,7 @@ class AnyRefNode(LifecycleNode):
         self.diagnostics_group = MutuallyExclusiveCallbackGroup()
         self.tf_group = MutuallyExclusiveCallbackGroup()
         self.model = ModelSlot(self.get_logger(), self._on_load_failure)
-        self.intake = Intake(self, on_frame=lambda frame: self.sound.on_frame(frame),
+        self.intake = Intake(self, on_frame=self._on_frame,
                              on_depth=lambda depth: self.sound.on_depth(depth))
         self.hearing = Hearing(self, on_sound=lambda event: self.sound.on_event(event))
         self.transforms = Transforms(self)
@@ -75,8 +77,13 @@ class AnyRefNode(LifecycleNode):
         # Queries are always served: while not ready they answer why at once.
         self.queries = Queries(self, self.intake, self.hearing, self.model, self.publishing)
         self.refer = ReferAction(self, self.queries)
+        self.watching = Watching(self, self.intake, self.model, self.publishing, self.queries.build)
         self.diagnostics = Diagnostics(self)
         self.create_timer(1.0, self.diagnostics.publish, callback_group=self.diagnostics_group)
+
+    def _on_frame(self, frame) -> None:
+        self.sound.on_frame(frame)
+        self.watching.on_frame(frame)
 
     def autostart_pending(self) -> None:
         """run_node will configure and activate: queries answer "loading" until then."""
@@ -114,7 +121,9 @@ class AnyRefNode(LifecycleNode):
         threads = getattr(self, "executor_thread_count", None) or self.executor_threads(self)
         self.queries.subscribe(min(self.param("max_queue") + 1, max(1, threads - RESERVE_THREADS)))
         self.publishing.create()
+        self.watching.create()
         self.sound.start()
+        self.watching.start()
         topics = [s.topic_name for s in self.intake.subs] + [self.hearing.sub.topic_name, self.queries.topic]
         self.get_logger().info(f"configured: listening on {topics[0]} ({self.param('image_qos')} QoS), "
                                f"{', '.join(topics[1:])}")
@@ -128,6 +137,7 @@ class AnyRefNode(LifecycleNode):
         self.transforms.unsubscribe()
         self.hearing.unsubscribe()
         self.queries.unsubscribe()
+        self.watching.destroy()
         self.publishing.destroy()
         return TransitionCallbackReturn.FAILURE
 
@@ -171,6 +181,7 @@ class AnyRefNode(LifecycleNode):
         self.transforms.unsubscribe()
         self.hearing.unsubscribe()
         self.queries.unsubscribe()
+        self.watching.destroy()
         self.publishing.destroy()
         self.model.failure = ""
         return TransitionCallbackReturn.SUCCESS
@@ -178,6 +189,7 @@ class AnyRefNode(LifecycleNode):
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         self.release()
         self.sound.stop()
+        self.watching.stop()
         return TransitionCallbackReturn.SUCCESS
 
     def release(self, timeout: float = 1.0) -> None:

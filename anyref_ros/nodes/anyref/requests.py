@@ -81,6 +81,18 @@ class RequestBuilder:
     def segment(self, req) -> tuple[eng.Request, Header, str]:
         """From a Segment request or a Refer goal (same fields)."""
         text = self.text(req.text)
+        exemplar, exemplar_mask = self.exemplar(req)
+        audio, rate = self.audio(req.audio)
+        kinds = [k for k, v in (("text", text), ("exemplar", exemplar), ("audio", audio)) if v is not None]
+        if not kinds:
+            raise QueryError("no reference given: set text, exemplar (+ exemplar_mask) or audio")
+        frame, header = self.scene(req.image)
+        kind = kinds[0] if len(kinds) == 1 else Referral.TYPE_COMBINED
+        return (eng.Request(frame=frame, text=text, exemplar=exemplar, exemplar_mask=exemplar_mask,
+                            audio=audio, sample_rate=rate), header, kind)
+
+    def exemplar(self, req) -> tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+        """The request's exemplar image and its mask (each None when empty), checked."""
         exemplar = exemplar_mask = None
         if not conv.is_empty_image(req.exemplar):
             check_pixels(req.exemplar.width, req.exemplar.height, self._limit(), "exemplar")
@@ -96,14 +108,7 @@ class RequestBuilder:
                                      f"but the exemplar is {exemplar.shape[1]}x{exemplar.shape[0]}")
         elif not conv.is_empty_image(req.exemplar_mask):
             raise QueryError("exemplar_mask given without an exemplar image")
-        audio, rate = self.audio(req.audio)
-        kinds = [k for k, v in (("text", text), ("exemplar", exemplar), ("audio", audio)) if v is not None]
-        if not kinds:
-            raise QueryError("no reference given: set text, exemplar (+ exemplar_mask) or audio")
-        frame, header = self.scene(req.image)
-        kind = kinds[0] if len(kinds) == 1 else Referral.TYPE_COMBINED
-        return (eng.Request(frame=frame, text=text, exemplar=exemplar, exemplar_mask=exemplar_mask,
-                            audio=audio, sample_rate=rate), header, kind)
+        return exemplar, exemplar_mask
 
     def describe(self, req) -> tuple[eng.Request, Header, str]:
         frame, header = self.scene(req.image)
