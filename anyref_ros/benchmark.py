@@ -29,6 +29,10 @@ otherwise):
   image (the object's points, the transform to ``base_link``, its oriented
   box, Detection3DArray, PointCloud2, markers; :mod:`anyref_ros.benchmark_3d`;
   null where the ROS messages cannot be imported);
+* ``watch_fps_1``, ``watch_fps_4``, ``watch_fps_8``: camera frames answered
+  per second with 1, 4, 8 standing text queries (640x480 toy frames from a
+  30 Hz camera, newest frame wins; :mod:`anyref_ros.benchmark_watch`), and
+  ``watch_latency_ms_4``: a frame's arrival to its last answer, median, with 4;
 * ``peak_memory_mb``: CUDA's peak allocation on a GPU, else the process's peak RSS.
 
 Nothing here is a pass/fail threshold: compare the numbers with
@@ -251,6 +255,9 @@ def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tupl
     result = headline(pipe, image, text_queries, repeats, sync)
     result.update(overhead(pipe.config))
     result.update(outputs_3d())
+    from anyref_ros.benchmark_watch import measure_watch
+
+    result.update(measure_watch(pipe, seconds=1.0 if headline_only else 3.0))
     result.update({
         "checkpoint": checkpoint,
         "device": str(dev),

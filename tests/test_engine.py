@@ -416,3 +416,24 @@ def test_close_answers_every_job_of_a_running_batch(pipeline, image):
             job.result(timeout=10)
     engine._worker.join(30)  # the late model call ends before the test does
     assert not engine._worker.is_alive()
+
+
+def test_standing_answers_do_not_take_one_shot_places_and_are_overtaken(pipeline, image):
+    """Standing queries (submit_standing) wait outside max_queue, within their own
+    limit; a one-shot query submitted after them runs before them."""
+    engine = Engine(pipeline, max_queue=1)
+    try:
+        first, release = held_first(engine, Request(frame=Frame(image=image, key=1), text="red circle"))
+        standing = engine.submit_standing([Request(frame=Frame(image=image, key=2), text=t)
+                                           for t in ("red circle", "blue square", "green circle")], limit=4)
+        with pytest.raises(QueueFull, match="standing answers already wait"):
+            engine.submit_standing([Request(frame=Frame(image=image, key=3), text="x")] * 2, limit=4)
+        one_shot = engine.submit(Request(frame=Frame(image=image, key=4), text="yellow square"))  # a place is free
+        assert engine.queue_position(one_shot) == 1  # ahead of the standing answers
+        release.set()
+        for job in [first, one_shot, *standing]:
+            job.result(60)
+        assert one_shot.finished <= min(j.started for j in standing)
+        assert max(j.number for j in standing) - min(j.number for j in standing) == 2  # one batch
+    finally:
+        engine.close()

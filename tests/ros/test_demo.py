@@ -37,8 +37,10 @@ def test_demo_writes_pictures_and_summary(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     paths = [a["path"] for a in summary["answers"]]
     assert sorted(paths) == sorted(["segment_text", "segment_absent", "query_topic", "segment_exemplar", "segment_sound",
-                                    "describe_region", "segment_3d", "sound_event", "spoken_query"])
-    assert summary["succeeded"] == summary["queries"] == 9, [a["message"] for a in summary["answers"]]
+                                    "describe_region", "segment_3d", "watch", "sound_event", "spoken_query"])
+    assert summary["succeeded"] == summary["queries"] == 10, [a["message"] for a in summary["answers"]]
+    watched = next(a["spatial"] for a in summary["answers"] if a["path"] == "watch")
+    assert watched["frames_answered"] >= 5 and len(watched["ids"]) == 1 and watched["median_box_iou"] >= 0.7
     spatial = next(a["spatial"] for a in summary["answers"] if a["path"] == "segment_3d")
     assert spatial["frame"] == "base_link" and spatial["points"] > 100
     assert spatial["centre_error_cm"] < 1.0  # the oriented box against the ray-cast truth
