@@ -33,6 +33,8 @@ and so is a prompt longer than the language model's context (its
 
 from __future__ import annotations
 
+import collections
+import hashlib
 import re
 import time
 from dataclasses import dataclass, field
@@ -115,6 +117,10 @@ class ImageFeatures:
 ImageOrFeatures = Union[np.ndarray, ImageFeatures]
 
 
+#: Exemplar encodings kept (standing exemplar queries: one each, for their life).
+EXEMPLAR_CACHE = 32
+
+
 class AnyRefPipeline:
     """AnyRef inference on numpy images, exemplars and audio."""
 
@@ -137,6 +143,10 @@ class AnyRefPipeline:
         self.counters: Dict[str, int] = {"prefix_built": 0, "prefix_used": 0, "prefix_missed": 0}
         self._prefix_segments: Optional[list] = None
         self._token_memo: Dict[str, List[int]] = {}  # prompt chunk -> token ids (see tokenize_prompt)
+        # Exemplar crop -> its reference features: an exemplar asked again (a standing
+        # query, on every frame) is encoded once. Keyed by the crop's bytes.
+        self._exemplar_cache: "collections.OrderedDict[tuple, torch.Tensor]" = collections.OrderedDict()
+        self.exemplar_cache_hits = 0
 
     # ------------------------------------------------------------ loading
     @classmethod
@@ -332,7 +342,7 @@ class AnyRefPipeline:
         t = time.perf_counter()
         feats: Dict[str, torch.Tensor] = {}
         if refs.crop is not None:
-            feats[IMAGE_REF] = self.model.reference_features(P.clip_pixels(refs.crop, self.config.vision))
+            feats[IMAGE_REF] = self._exemplar_features(refs.crop)
         if refs.wave is not None:
             clips = P.audio_clips(refs.wave, int(sample_rate), self.config.audio)
             feats[AUDIO_REF] = self.model.audio_features(clips)
@@ -340,6 +350,21 @@ class AnyRefPipeline:
         timings["reference_encoders"] = time.perf_counter() - t
         weight = self.config.refocus.segment if refocus_lambda is None else float(refocus_lambda)
         return _Query(prompt=prompt, feats=feats, weight=weight, timings=timings, segments=segments)
+
+    def _exemplar_features(self, crop: np.ndarray) -> torch.Tensor:
+        """The reference features of an exemplar crop, encoded once per crop
+        (the last :data:`EXEMPLAR_CACHE` crops are kept)."""
+        key = (crop.shape, hashlib.blake2b(np.ascontiguousarray(crop).tobytes(), digest_size=16).digest())
+        cached = self._exemplar_cache.get(key)
+        if cached is not None:
+            self._exemplar_cache.move_to_end(key)
+            self.exemplar_cache_hits += 1
+            return cached
+        feats = self.model.reference_features(P.clip_pixels(crop, self.config.vision))
+        self._exemplar_cache[key] = feats
+        while len(self._exemplar_cache) > EXEMPLAR_CACHE:
+            self._exemplar_cache.popitem(last=False)
+        return feats
 
     def _describe_query(self, t0: float, features: ImageFeatures, box, *, decoding: str = "greedy",
                         answer: Optional[str] = None) -> "_Query":
