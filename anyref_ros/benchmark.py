@@ -31,7 +31,7 @@ otherwise):
   null where the ROS messages cannot be imported);
 * ``watch_fps_1``, ``watch_fps_4``, ``watch_fps_8``: camera frames answered
   per second with 1, 4, 8 standing text queries (640x480 toy frames from a
-  30 Hz camera, newest frame wins; :mod:`anyref_ros.benchmark_watch`), and
+  100 Hz camera, newest frame wins; :mod:`anyref_ros.benchmark_watch`), and
   ``watch_latency_ms_4``: a frame's arrival to its last answer, median, with 4;
 * ``peak_memory_mb``: CUDA's peak allocation on a GPU, else the process's peak RSS.
 

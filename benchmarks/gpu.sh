@@ -90,7 +90,8 @@ import torch
 
 work, results, commit, driver, gpu = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2]), *sys.argv[3:]
 KEYS = ("single_query_ms", "eight_queries_same_frame_ms", "cached_query_ms", "prefix_cache_speedup",
-        "forced_vs_generate_speedup", "overhead_ms_720p", "peak_memory_mb")
+        "forced_vs_generate_speedup", "overhead_ms_720p", "outputs_3d_ms_720p", "watch_fps_1", "watch_fps_4",
+        "watch_fps_8", "watch_latency_ms_4", "peak_memory_mb")
 props = torch.cuda.get_device_properties(int(gpu))
 now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 lines = [f"## {now}: {props.name}", "",

@@ -437,3 +437,19 @@ def test_standing_answers_do_not_take_one_shot_places_and_are_overtaken(pipeline
         assert max(j.number for j in standing) - min(j.number for j in standing) == 2  # one batch
     finally:
         engine.close()
+
+
+def test_a_fault_in_one_standing_query_fails_only_its_answer(pipeline, image):
+    """Standing answers on one frame run as one batch; the second one's fault
+    (inside the batched call) fails it alone."""
+    plan = FaultPlan.parse("exception:2")
+    engine = Engine(pipeline, max_queue=1, hook=plan)
+    try:
+        jobs = engine.submit_standing([Request(frame=Frame(image=image, key=9), text=t) for t in TEXTS[:3]], limit=8)
+        with pytest.raises(RuntimeError, match="injected fault: query 2"):
+            jobs[1].result(timeout=60)
+        for job in (jobs[0], jobs[2]):
+            assert job.result(timeout=60).mask.shape == image.shape[:2]
+        assert plan.calls[0] == ([1, 2, 3], 1)
+    finally:
+        engine.close()
