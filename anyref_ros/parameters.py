@@ -168,9 +168,11 @@ SPEECH_PARAMS: tuple[Param, ...] = (
     Param("wake_phrase", "",
           "When set (e.g. \"robot\"), only utterances starting with it become queries, the phrase removed; "
           "\"\" = every utterance is a query."),
-    Param("audio_qos", "reliable",
-          "QoS of the audio subscription: reliable (anyref_mic publishes RELIABLE; nothing is lost) or "
-          "sensor_data (BEST_EFFORT sources).", choices=("reliable", "sensor_data")),
+    Param("audio_qos", "auto",
+          "Reliability of the audio subscription: auto (follows the publishers found, looked at every second, "
+          "as rosbag2 does: RELIABLE when all are, BEST_EFFORT when any is, which hears both), reliable or "
+          "sensor_data (BEST_EFFORT). A publisher it cannot hear is a WARN in /diagnostics.",
+          choices=("auto", "reliable", "sensor_data")),
     Param("vad_threshold", 0.5, "Silero VAD speech probability that starts an utterance.", range=(0.05, 0.95)),
     Param("pre_roll_s", 0.3, "Audio kept from before the detected start of speech.", range=(0.0, 2.0)),
     Param("end_silence_s", 0.5, "Silence that ends an utterance.", range=(0.1, 5.0)),

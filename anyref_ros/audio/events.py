@@ -18,8 +18,11 @@ How it works
    rises slowly (``floor_up_s``, 4 s) when it gets louder, so short sounds
    barely move it while a new steady background (a fan, mains hum) is
    absorbed within seconds. It never goes below ``min_floor_db`` (-70
-   dBFS), so digital silence followed by faint hiss is not an event. The
-   floor starts at the level of the first frame after a reset.
+   dBFS). Frames of digital silence (all zeros: FLOOR_DB, -120 dBFS) say
+   nothing about the room: they neither set nor move the floor, so a
+   stream that starts with digital silence (a driver warming up, a muted
+   microphone) and then room noise gives no event. The floor starts at the
+   level of the first frame after a reset that is not digital silence.
 3. A frame is *loud* when its level exceeds floor + ``threshold_db`` (12 dB).
    A run of loud frames (dips shorter than ``hangover_s`` are bridged) that
    lasts ``min_duration_s`` (0.15 s) is a sound: one :class:`SoundEvent` is
@@ -209,9 +212,14 @@ class SoundEventDetector:
         cfg = self.config
         out: List[SoundEvent] = []
         reported_index = -1  # index in ``out`` of an event whose sound may end in this call
-        floor = self.floor_db if self.floor_db is not None else max(levels[0], cfg.min_floor_db)
+        floor = self.floor_db
         for i, level in enumerate(levels):
             t = t0 + i * dt
+            silent = level <= FLOOR_DB  # digital silence: never loud, moves no floor
+            if floor is None:
+                if silent:
+                    continue  # (nothing can be in progress before the first floor)
+                floor = max(level, cfg.min_floor_db)
             if self._state == _ACTIVE:
                 if level > floor + cfg.threshold_db - cfg.hysteresis_db:
                     self._last_loud_end = t + dt
@@ -240,8 +248,9 @@ class SoundEventDetector:
                         out.append(SoundEvent(self._onset, None, self._peak, self._onset_floor))
             elif self._state == _CANDIDATE and t + dt - self._last_loud_end >= cfg.hangover_s:
                 self._state = _IDLE  # too short: a click
-            a = self._alpha_down if level < floor else self._alpha_up
-            floor = max(floor + a * (level - floor), cfg.min_floor_db)
+            if not silent:
+                a = self._alpha_down if level < floor else self._alpha_up
+                floor = max(floor + a * (level - floor), cfg.min_floor_db)
         self.floor_db = floor
         return out
 

@@ -78,6 +78,10 @@ class CommandGrammar:
     wake_phrase: str = ""
     source: str = field(default="<built-in>", compare=False)
 
+    def __post_init__(self) -> None:
+        # However it is built, the wake phrase is compared in the transcript's form.
+        object.__setattr__(self, "wake_phrase", normalise(self.wake_phrase))
+
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_dict(cls, data, source: str = "<dict>", wake_phrase: str = "") -> "CommandGrammar":

@@ -39,7 +39,7 @@ import numpy as np
 
 __all__ = [
     "MIN_RATE", "MAX_RATE", "MAX_INPUT_SECONDS", "ZERO_CROSSINGS", "ROLLOFF", "FLOOR_DB",
-    "to_mono", "resample", "rms_db", "check_rate",
+    "to_mono", "resample", "resample_span", "kernel_half_width", "rms_db", "check_rate",
 ]
 
 #: Accepted sample rates (Hz) for :func:`resample`, inclusive.
@@ -140,22 +140,43 @@ def resample(x: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     x = np.asarray(x, dtype=np.float32)
     if src == dst:
         return x
-    n_out = -(-n_in * dst // src)
+    return resample_span(x, 0, src, dst, 0, -(-n_in * dst // src))
+
+
+def resample_span(x: np.ndarray, x_start: int, src: int, dst: int, m0: int, m1: int) -> np.ndarray:
+    """Output samples ``m0 <= m < m1`` of resampling a stream ``src`` -> ``dst`` Hz
+    of which ``x`` holds the input samples ``x_start, x_start + 1, ...`` (zero
+    elsewhere): what :func:`resample` of the whole stream would give there.
+
+    The streaming form of :func:`resample` (same kernel, same exact position
+    ``m * src / dst`` of every output): its cost is the taps of ``m1 - m0``
+    outputs, whatever the rates' common factors and wherever ``x`` starts.
+    Output m needs the input samples ``floor(m * src / dst) - half + 1`` to
+    ``floor(m * src / dst) + half``, ``half = ceil(ZERO_CROSSINGS / fc)``
+    (:func:`kernel_half_width`); missing ones count as zero. Rates are not
+    checked here (use :func:`resample`, or check them once with :func:`check_rate`).
+    """
+    n_out = max(0, int(m1) - int(m0))
     out = np.empty(n_out, dtype=np.float32)
     if n_out == 0:
         return out
-
+    x = np.asarray(x, dtype=np.float32)
     values, slopes = _kernel_table()
     fc = ROLLOFF * min(src, dst) / src  # cut-off in cycles per input sample x 2
-    half = int(math.ceil(ZERO_CROSSINGS / fc))  # taps on each side
+    half = kernel_half_width(src, dst)  # taps on each side
     taps = np.arange(-half + 1, half + 1, dtype=np.int64)  # 2 * half taps
-    padded = np.zeros(n_in + 2 * half + 1, dtype=np.float32)
-    padded[half: half + n_in] = x
+    # Input samples first - half + 1 .. last + half, zero outside x.
+    first, last = int(m0) * src // dst, (int(m1) - 1) * src // dst
+    lo = first - half + 1  # input index of padded[0]
+    padded = np.zeros(last - first + 2 * half, dtype=np.float32)
+    a, b = max(lo, x_start), min(lo + padded.size, x_start + x.shape[0])
+    if a < b:
+        padded[a - lo: b - lo] = x[a - x_start: b - x_start]
     scale = np.float32(fc * TABLE_STEPS)
     limit = ZERO_CROSSINGS * TABLE_STEPS
     block = max(1, BLOCK_ELEMENTS // taps.size)
-    for m0 in range(0, n_out, block):
-        m = np.arange(m0, min(m0 + block, n_out), dtype=np.int64)
+    for j0 in range(0, n_out, block):
+        m = np.arange(int(m0) + j0, int(m0) + min(j0 + block, n_out), dtype=np.int64)
         num = m * src  # exact position m * src / dst = base + rem / dst
         base = num // dst
         frac = ((num - base * dst) / dst).astype(np.float32)
@@ -167,10 +188,15 @@ def resample(x: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
         u -= idx
         w = values[idx]
         w += u * slopes[idx]
-        # gather: rows of 2*half input samples starting at base - half + 1
-        rows = padded[(base + 1)[:, None] + taps[None, :] + (half - 1)]
-        out[m0: m0 + m.size] = np.einsum("ij,ij->i", rows, w) * np.float32(fc)
+        # gather: rows of the 2*half input samples base - half + 1 .. base + half
+        rows = padded[(base - lo)[:, None] + taps[None, :]]
+        out[j0: j0 + m.size] = np.einsum("ij,ij->i", rows, w) * np.float32(fc)
     return out
+
+
+def kernel_half_width(src: int, dst: int) -> int:
+    """Input samples on each side of an output position that its value uses."""
+    return int(math.ceil(ZERO_CROSSINGS / (ROLLOFF * min(src, dst) / src)))
 
 
 def rms_db(x) -> float:

@@ -14,17 +14,22 @@ Pieces
   1 ms). Nothing is downloaded; the ``silero_vad`` package itself is never
   imported (its import sets torch's global thread count).
 * :class:`StreamResampler`: any input rate to 16 kHz, chunk by chunk, with the
-  same output as resampling the whole stream at once (it wraps
-  :func:`anyref_ros.audio.signal.resample` with overlap, so chunk edges are
-  not attenuated).
+  same output as resampling the whole stream at once
+  (:func:`anyref_ros.audio.signal.resample_span` at the exact stream
+  positions, so chunk edges are not attenuated), at a cost proportional to
+  the samples whatever the rates.
 * :class:`UtteranceSegmenter`: windows -> utterances. Speech starts when a
   window's probability reaches ``threshold`` and ends after ``end_silence_s``
   of windows below ``threshold - 0.15``; each utterance carries
   ``pre_roll_s`` of audio from before its start and its trailing silence.
   Utterances shorter than ``min_utterance_s`` or longer than
-  ``max_utterance_s`` (speech time) come back with a verdict saying so, and
-  without their audio, so the caller can log and drop them. Memory is bounded
-  by ``max_utterance_s`` whatever arrives.
+  ``max_utterance_s`` (speech time, measured on whole windows with
+  :data:`LENGTH_SLACK_S` of slack for the VAD's own timing) come back with a
+  verdict saying so, and without their audio, so the caller can log and drop
+  them. Memory is bounded by ``max_utterance_s`` whatever arrives. An
+  utterance's audio may exceed ``max_utterance_s`` by its pre-roll and
+  trailing silence; :meth:`Utterance.audio_at_most` trims those to fit a
+  recogniser's limit without cutting the speech.
 
 Times are seconds on the stream's own sample clock (samples pushed at 16 kHz
 since the last :meth:`UtteranceSegmenter.reset`), which the caller maps to
@@ -42,10 +47,10 @@ from typing import Optional
 
 import numpy as np
 
-from .signal import check_rate, resample
+from .signal import check_rate, kernel_half_width, resample_span
 
 __all__ = [
-    "SAMPLE_RATE", "WINDOW", "WEIGHTS_FILE", "weights_path", "SileroVAD", "StreamResampler",
+    "SAMPLE_RATE", "WINDOW", "WEIGHTS_FILE", "LENGTH_SLACK_S", "weights_path", "SileroVAD", "StreamResampler",
     "Utterance", "UtteranceSegmenter",
 ]
 
@@ -58,6 +63,10 @@ CONTEXT = 64
 WEIGHTS_FILE = "silero_vad_16k.safetensors"
 #: Hysteresis: speech continues while the probability stays above threshold - this.
 HYSTERESIS = 0.15
+#: Speech is measured on whole windows, and the VAD's start and end of a word are
+#: off by up to ~0.1 s each (measured on espeak-ng speech): speech is too long only
+#: past max_utterance_s + this, so speech of exactly max_utterance_s is kept.
+LENGTH_SLACK_S = 0.25
 
 
 def weights_path() -> Path:
@@ -141,12 +150,18 @@ class SileroVAD:
     """Streaming speech probability of consecutive 512-sample windows at 16 kHz.
 
     Call it with each window in order; :meth:`reset` starts a new stream.
+    Samples are clipped to full scale [-1, 1] (NaN counts as 0) before the
+    network; should its state or probability still turn non-finite, the
+    state is reset, the window scores 0 and :attr:`non_finite_resets` counts it.
     A window costs well under a millisecond of one core and no thread pool,
     so the VAD never competes with torch or the recogniser for cores.
     """
 
     def __init__(self, weights: Optional[Path] = None) -> None:
         self._net = _SileroNet(Path(weights) if weights is not None else weights_path())
+        #: Times the network's state or probability turned non-finite and was reset
+        #: (never cleared by :meth:`reset`: a count for the stream's whole life).
+        self.non_finite_resets = 0
         self.reset()
 
     def reset(self) -> None:
@@ -158,7 +173,17 @@ class SileroVAD:
         window = np.asarray(window, dtype=np.float32)
         if window.shape != (WINDOW,):
             raise ValueError(f"window: expected {WINDOW} samples at {SAMPLE_RATE} Hz, got shape {window.shape}")
-        p, self._h, self._c = self._net(np.concatenate([self._context, window]), self._h, self._c)
+        # Full scale is [-1, 1]: louder samples (a driver's garbage, 1e20) are clipped
+        # and NaN is taken as silence, so no input can overflow the network.
+        window = np.clip(np.nan_to_num(window, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
+        p, h, c = self._net(np.concatenate([self._context, window]), self._h, self._c)
+        if not (math.isfinite(p) and np.isfinite(h).all() and np.isfinite(c).all()):
+            # A non-finite state would stay non-finite for good (the LSTM feeds it
+            # back): start afresh, count it, and call this window silence.
+            self.non_finite_resets += 1
+            self.reset()
+            return 0.0
+        self._h, self._c = h, c
         self._context = window[-CONTEXT:].copy()
         return p
 
@@ -171,28 +196,25 @@ class SileroVAD:
 class StreamResampler:
     """Resample a stream chunk by chunk to ``dst_rate``, as if it were resampled whole.
 
-    Each push resamples the unconsumed input plus a margin of the kernel's
-    width on each side and returns only the output samples whose kernel is
-    complete, so chunk boundaries leave no trace. The work per push is
-    O(chunk + kernel width + src/gcd(src, dst)); nothing grows with the stream.
-    The last samples (a kernel's half-width, ~1-3 ms) come out at the next
-    push, or from :meth:`flush`.
+    Each push computes the output samples whose kernel is complete from the
+    unconsumed input plus the kernel's width before it
+    (:func:`~anyref_ros.audio.signal.resample_span`: exact positions on the
+    stream's own sample count), so chunk boundaries leave no trace. The work
+    per push is O((chunk + kernel width) x taps): it does not depend on the
+    rates' common factors (383999 Hz costs what 384000 Hz costs) and nothing
+    grows with the stream. The last samples (a kernel's half-width, ~1-3 ms)
+    come out at the next push, or from :meth:`flush`.
     """
 
     def __init__(self, src_rate: int, dst_rate: int = SAMPLE_RATE) -> None:
-        from .signal import ROLLOFF, ZERO_CROSSINGS
-
         self.src = check_rate(src_rate, "src_rate")
         self.dst = check_rate(dst_rate, "dst_rate")
-        g = math.gcd(self.src, self.dst)
-        self._step_in, self._step_out = self.src // g, self.dst // g  # aligned block sizes
-        fc = ROLLOFF * min(self.src, self.dst) / self.src
-        self._half = int(math.ceil(ZERO_CROSSINGS / fc)) + 1  # input samples each side of a position
+        self._half = kernel_half_width(self.src, self.dst)  # input samples each side of a position
         self.reset()
 
     def reset(self) -> None:
         self._buf = np.zeros(0, dtype=np.float32)
-        self._buf_start = 0  # input index of _buf[0]; a multiple of _step_in
+        self._buf_start = 0  # input index of _buf[0]
         self._n_in = 0  # input samples pushed
         self._n_out = 0  # output samples returned
 
@@ -221,16 +243,10 @@ class StreamResampler:
     def _emit(self, until: int) -> np.ndarray:
         if until <= self._n_out:
             return np.zeros(0, dtype=np.float32)
-        out_offset = self._buf_start // self._step_in * self._step_out  # output index of resample(buf)[0]
-        y = resample(self._buf, self.src, self.dst)
-        need = until - out_offset
-        if need > len(y):  # flush past the buffer: zeros after the end of the stream
-            y = np.concatenate([y, np.zeros(need - len(y), dtype=np.float32)])
-        out = y[self._n_out - out_offset: need].copy()
+        out = resample_span(self._buf, self._buf_start, self.src, self.dst, self._n_out, until)
         self._n_out = until
-        # Keep from an aligned input index at least _half samples before the next output.
-        keep_from = self._n_out * self.src // self.dst - self._half
-        keep_from = max(self._buf_start, keep_from // self._step_in * self._step_in)
+        # Keep the input the next output's kernel starts at.
+        keep_from = min(self._n_in, max(self._buf_start, self._n_out * self.src // self.dst - self._half + 1))
         self._buf = self._buf[keep_from - self._buf_start:]
         self._buf_start = keep_from
         return out
@@ -251,6 +267,21 @@ class Utterance:
     @property
     def duration(self) -> float:
         return self.end - self.start
+
+    def audio_at_most(self, seconds: float) -> np.ndarray:
+        """``audio`` cut to at most ``seconds``: the speech is kept whole (its
+        first ``seconds`` if it alone is longer), the pre-roll and the trailing
+        silence share what is left, each getting at least half of it when it
+        has that much."""
+        n = int(seconds * SAMPLE_RATE)
+        if len(self.audio) <= n:
+            return self.audio
+        i0 = min(len(self.audio), max(0, int(round((self.start - self.audio_start) * SAMPLE_RATE))))
+        i1 = min(len(self.audio), max(i0, int(round((self.end - self.audio_start) * SAMPLE_RATE))))
+        spare = max(0, n - (i1 - i0))
+        after = min(len(self.audio) - i1, spare - min(i0, spare // 2))
+        before = min(i0, spare - after)
+        return self.audio[i0 - before: i0 - before + n]
 
 
 class UtteranceSegmenter:
@@ -340,7 +371,7 @@ class UtteranceSegmenter:
         self._speech.append(w)
         if p >= self.off_threshold:
             self._last_speech = index
-        if self._t(self._last_speech + 1 - self._start) > self.max_utterance_s:
+        if self._t(self._last_speech + 1 - self._start) > self.max_utterance_s + LENGTH_SLACK_S:
             out.append(Utterance(self._t(self._start), self._t(index + 1), "too_long",
                                  np.zeros(0, np.float32), self._t(self._start)))
             self._speech = None

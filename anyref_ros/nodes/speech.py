@@ -21,6 +21,14 @@ do not start with the wake phrase are dropped with a log line. The command
 words and the article in front are cut from the transcript ("find the red
 circle" -> query "red circle").
 
+The audio subscription follows the publishers found (``audio_qos`` auto, as
+rosbag2 does: RELIABLE when all are, BEST_EFFORT when any is), looked at
+again every second; a publisher the subscription cannot hear (BEST_EFFORT
+under ``audio_qos`` reliable) is a WARN in ``/diagnostics``. The VAD clips
+samples to [-1, 1] and resets a non-finite state (``vad_resets``). Speech of
+up to ``max_utterance_s`` is recognised: its pre-roll and trailing silence
+are trimmed, never the speech, to fit the recogniser's 30 s.
+
 ``/diagnostics`` says whether audio arrives and counts what was heard, sent
 and dropped, and why.
 """
@@ -39,7 +47,7 @@ from typing import NoReturn, Optional
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from anyref_ros import ros_env
@@ -55,8 +63,10 @@ from anyref_ros.parameters import SPEECH_PARAMS
 NODE_NAME = "anyref_speech"
 #: Longest chunk accepted (seconds); longer ones are dropped before any work.
 MAX_CHUNK_S = 10.0
-#: Audio subscription depth (chunks) with audio_qos=reliable.
+#: Audio subscription depth (chunks), whatever its reliability.
 AUDIO_DEPTH = 200
+#: How often (s) the audio publishers are looked at (audio_qos=auto adapts to them).
+QOS_CHECK_S = 1.0
 #: No audio for this long: /diagnostics warns.
 SILENT_WARN_S = 5.0
 
@@ -105,12 +115,17 @@ class SpeechNode(LifecycleNode):
         self._marks: deque[tuple[int, float]] = deque(maxlen=4096)  # (n16 at a chunk's start, its stamp s)
         self._last_audio = 0.0
         self._sub = None
+        self._sub_lock = threading.Lock()  # the subscription: lifecycle transitions vs the QoS check
+        self._sub_reliability: Optional[ReliabilityPolicy] = None
+        self._audio_pubs: tuple = ()  # (node, reliability) of the audio publishers last seen
+        self._qos_warning = ""  # publishers the subscription cannot hear, in words
         self._query_pub = self._utt_pub = None
         self._jobs: Optional[queue.Queue] = None
         self._worker: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
+        self.create_timer(QOS_CHECK_S, self._check_audio_qos, callback_group=self._audio_group)
 
     def param(self, name: str):
         return self.get_parameter(name).value
@@ -135,6 +150,8 @@ class SpeechNode(LifecycleNode):
             raise ValueError(f"max_utterance_s ({p('max_utterance_s')}) must be larger than min_utterance_s "
                              f"({p('min_utterance_s')})")
         wake = p("wake_phrase")
+        if wake.strip() and not normalise(wake):
+            raise ValueError(f"wake_phrase {wake!r} has no words (letters or digits); set words, or \"\" for none")
         if p("grammar"):
             self.grammar = CommandGrammar.from_yaml(resolve_path(p("grammar"), "grammar file"), wake_phrase=wake)
         else:
@@ -178,16 +195,76 @@ class SpeechNode(LifecycleNode):
         self._worker = threading.Thread(target=self._recognise_loop, name="anyref_speech_asr", daemon=True)
         self._worker.start()
         self._reset_stream(0)
-        if self.param("audio_qos") == "reliable":
-            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=AUDIO_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
-        else:
-            qos = qos_profile_sensor_data
-        self._sub = self.create_subscription(AudioChunk, "audio", self._on_audio, qos, callback_group=self._audio_group)
+        with self._sub_lock:
+            self._audio_pubs = self._audio_publishers()
+            self._subscribe(self._wanted_reliability(self._audio_pubs))
         self._last_audio = time.monotonic()
         self._set_status(DiagnosticStatus.OK, "listening")
-        self.get_logger().info(f"listening on {self._sub.topic_name} ({self.param('audio_qos')}); queries go to "
+        self.get_logger().info(f"listening on {self._sub.topic_name} ({self._qos_words()}); queries go to "
                                f"{self._query_pub.topic_name}")
+        if self._qos_warning:
+            self.get_logger().warning(self._qos_warning)
         return TransitionCallbackReturn.SUCCESS
+
+    # ------------------------------------------------------------ audio QoS (executor, audio group)
+    def _subscribe(self, reliability: ReliabilityPolicy) -> None:
+        if self._sub is not None:
+            self.destroy_subscription(self._sub)
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=AUDIO_DEPTH, reliability=reliability)
+        self._sub = self.create_subscription(AudioChunk, "audio", self._on_audio, qos, callback_group=self._audio_group)
+        self._sub_reliability = reliability
+        self._qos_warning = self._mismatch(self._audio_pubs)
+
+    def _audio_publishers(self) -> tuple:
+        """(node, reliability) of every publisher on the audio topic, sorted."""
+        topic = self.resolve_topic_name("audio")
+        return tuple(sorted((f"{i.node_namespace.rstrip('/')}/{i.node_name}", i.qos_profile.reliability)
+                            for i in self.get_publishers_info_by_topic(topic)))
+
+    def _wanted_reliability(self, publishers: tuple) -> ReliabilityPolicy:
+        """audio_qos=auto, as rosbag2 does: RELIABLE when every publisher is (or none
+        is known yet), else BEST_EFFORT, which hears both kinds."""
+        mode = self.param("audio_qos")
+        if mode == "reliable":
+            return ReliabilityPolicy.RELIABLE
+        if mode == "sensor_data":
+            return ReliabilityPolicy.BEST_EFFORT
+        if any(r == ReliabilityPolicy.BEST_EFFORT for _, r in publishers):
+            return ReliabilityPolicy.BEST_EFFORT
+        return ReliabilityPolicy.RELIABLE
+
+    def _mismatch(self, publishers: tuple) -> str:
+        """The publishers this subscription cannot hear (a RELIABLE subscription
+        matches no BEST_EFFORT publisher), in words; "" when it hears them all."""
+        if self._sub_reliability != ReliabilityPolicy.RELIABLE:
+            return ""
+        deaf = [node for node, r in publishers if r == ReliabilityPolicy.BEST_EFFORT]
+        if not deaf:
+            return ""
+        return (f"cannot hear {len(deaf)} BEST_EFFORT audio publisher(s) ({', '.join(deaf)}): "
+                f"audio_qos={self.param('audio_qos')} subscribes RELIABLE; set audio_qos to auto or sensor_data")
+
+    def _check_audio_qos(self) -> None:
+        """Looks at the audio publishers again: a new one may need another subscription."""
+        with self._sub_lock:
+            if self._sub is None:
+                return
+            publishers = self._audio_publishers()
+            if publishers == self._audio_pubs:
+                return
+            self._audio_pubs = publishers
+            wanted = self._wanted_reliability(publishers)
+            if wanted != self._sub_reliability:
+                self._subscribe(wanted)
+                self.get_logger().info(f"audio publishers changed: {self._qos_words()}")
+            else:
+                self._qos_warning = self._mismatch(publishers)
+            if self._qos_warning:
+                self.get_logger().warning(self._qos_warning)
+
+    def _qos_words(self) -> str:
+        kind = "RELIABLE" if self._sub_reliability == ReliabilityPolicy.RELIABLE else "BEST_EFFORT"
+        return f"audio_qos={self.param('audio_qos')}: {kind}, {len(self._audio_pubs)} publisher(s) seen"
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_listening()
@@ -208,9 +285,11 @@ class SpeechNode(LifecycleNode):
         self._stop_listening()
 
     def _stop_listening(self) -> None:
-        if self._sub is not None:
-            self.destroy_subscription(self._sub)
-            self._sub = None
+        with self._sub_lock:
+            if self._sub is not None:
+                self.destroy_subscription(self._sub)
+                self._sub = None
+            self._sub_reliability, self._audio_pubs, self._qos_warning = None, (), ""
         self._stop.set()
         worker, self._worker = self._worker, None
         if worker is not None:
@@ -292,7 +371,10 @@ class SpeechNode(LifecycleNode):
             log.warning(f"dropped speech longer than max_utterance_s={self.param('max_utterance_s'):g} s "
                         "(not a command); listening for the next one after a pause")
             return
-        job = _Job(u.audio, self._ros_time(u.start), self._ros_time(u.end), time.monotonic())
+        # max_utterance_s (<= 30 s) of speech with its pre-roll and trailing silence may pass the
+        # recogniser's limit: the silences are trimmed, never the speech.
+        job = _Job(u.audio_at_most(asr_mod.MAX_SECONDS), self._ros_time(u.start), self._ros_time(u.end),
+                   time.monotonic())
         try:
             self._jobs.put_nowait(job)
         except queue.Full:
@@ -373,16 +455,23 @@ class SpeechNode(LifecycleNode):
     def _publish_diagnostics(self) -> None:
         with self._lock:
             (level, message), stats, last = self._status, dict(self._stats), dict(self._last)
+        segmenter, qos_warning = self._segmenter, self._qos_warning
         if self._sub is not None:
             silent = time.monotonic() - self._last_audio
-            if silent > SILENT_WARN_S:
+            if qos_warning:
+                level, message = DiagnosticStatus.WARN, qos_warning
+            elif silent > SILENT_WARN_S:
                 level, message = DiagnosticStatus.WARN, f"no audio on {self._sub.topic_name} for {silent:.0f} s"
-            elif self._segmenter is not None and self._segmenter.in_speech:
+            elif segmenter is not None and segmenter.in_speech:
                 message = "listening (hearing speech)"
         status = DiagnosticStatus(name=f"{self.get_name()}: speech", hardware_id=self.param("engine"),
                                   level=level, message=message)
         values = {"engine": self.param("engine"), "sample_rate_in": self._rate,
                   "pending": self._jobs.qsize() if self._jobs is not None else 0, **stats,
+                  "vad_resets": segmenter.vad.non_finite_resets if segmenter is not None else 0,
+                  "audio_reliability": {ReliabilityPolicy.RELIABLE: "reliable", ReliabilityPolicy.BEST_EFFORT:
+                                        "best_effort"}.get(self._sub_reliability, ""),
+                  "audio_publishers": len(self._audio_pubs),
                   **{f"last_{k}": v for k, v in last.items()}}
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray(status=[status])

@@ -208,3 +208,17 @@ def test_whisper_needs_a_local_folder(tmp_path):
         create_recognizer("whisper", asr_model="openai/whisper-tiny")  # a hub name: never downloaded
     with pytest.raises(ValueError, match="unknown engine"):
         create_recognizer("vosk")
+
+
+@pytest.mark.parametrize("wake", ["Robot,", "ROBOT", " robot ", "robot!", "Robot  "])
+def test_wake_phrase_is_normalised_like_the_transcript(wake):
+    """However the wake phrase is written or the grammar built (the speech node
+    builds one without a grammar file directly), it is compared in the
+    transcript's form: case, punctuation and spaces do not matter."""
+    for grammar in (CommandGrammar(wake_phrase=wake), CommandGrammar().with_wake_phrase(wake),
+                    CommandGrammar.from_dict({"objects": ["cup"]}, wake_phrase=wake)):
+        assert grammar.wake_phrase == "robot"
+        assert grammar.strip_wake("Robot, find the cup!") == "find the cup"
+        assert grammar.strip_wake("robot") == ""
+        assert grammar.strip_wake("find the cup") is None
+    assert CommandGrammar(wake_phrase="Hey,  Robot!").strip_wake("hey robot where is the cup") == "where is the cup"

@@ -111,6 +111,25 @@ def test_quiet_white_noise_is_no_event(rate):
 
 
 @pytest.mark.parametrize("rate", RATES)
+def test_digital_silence_then_room_noise_is_no_event(rate):
+    """A driver that starts with zeros (or a microphone unmuted) and then hears
+    the room: the floor must not start at digital silence. A sound in that
+    room afterwards is still one event at its onset, and so after a second
+    stretch of zeros in the middle of the stream."""
+    rng = np.random.default_rng(12)
+    zeros = np.zeros(2 * rate, np.float32)
+    for rms in (0.002, 0.02):  # about -54 and -34 dBFS of room
+        det = SoundEventDetector()
+        assert feed_all(det, np.concatenate([zeros, room(rng, 5.0, rate, rms=(rms, rms))]), rate) == [], rms
+        assert det.floor_db == pytest.approx(20 * np.log10(rms), abs=4.0)
+        got = feed_all(det, np.concatenate([zeros, room(rng, 3.0, rate, rms=(rms, rms))]), rate, t0=T0 + 7.0)
+        assert got == [], ("zeros in the middle", rms)
+    x, onsets = scene(rng, rate, [(1.0, "circle", 1.0)], rms=(0.01, 0.01))
+    got = feed_all(det, np.concatenate([zeros, x]), rate, t0=T0 + 20.0)
+    assert len(got) == 1 and abs(got[0][0].onset_s - (onsets[0] + 22.0)) <= 0.05, got
+
+
+@pytest.mark.parametrize("rate", RATES)
 def test_steady_hum_from_the_start_is_no_event(rate):
     rng = np.random.default_rng(6)
     x = hum(10.0, rate) + room(rng, 10.0, rate, rms=(0.002, 0.002))

@@ -229,3 +229,69 @@ def test_bad_grammar_leaves_the_node_up_and_saying_why(ros_context, tmp_path):
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
     finally:
         node.destroy_node()
+
+
+def speech_status(diagnostics, **want) -> list:
+    """(status, values) of the anyref_speech statuses seen so far whose values hold ``want``."""
+    out = []
+    for m in list(diagnostics):
+        for s in m.status:
+            values = {kv.key: kv.value for kv in s.values}
+            if s.name == "anyref_speech: speech" and all(values.get(k) == v for k, v in want.items()):
+                out.append((s, values))
+    return out
+
+
+def test_best_effort_audio_is_heard_and_huge_samples_do_not_deafen(ros_context, tmp_path):
+    """anyref_speech (audio_qos auto, the default) in its own process; this test
+    publishes BEST_EFFORT AudioChunks (like a sensor-data microphone driver) at
+    2x real time: the node subscribes BEST_EFFORT and counts them. One chunk of
+    1e20 samples, then a spoken command: the command still becomes a query
+    (the VAD clips its input). A second node with audio_qos:=reliable cannot
+    hear that publisher and says so as a WARN in /diagnostics."""
+    from rclpy.qos import qos_profile_sensor_data
+
+    from anyref_ros.audio.signal import resample
+    from anyref_ros.msg import AudioChunk
+    from anyref_ros.nodes.conversions import numpy_to_audio
+
+    rate = 48000
+    pcm, r = mic_audio.speak("find the red circle", tmp_path)
+    voice = resample(pcm.astype(np.float32) / 32768.0, r, rate)
+    step = int(0.1 * rate)
+    junk = (1e20 * np.sign(np.sin(2 * np.pi * 200 * np.arange(step) / rate) + 1e-9)).astype(np.float32)  # a 200 Hz square
+    mono = np.concatenate([np.zeros(rate // 2, np.float32), junk, np.zeros(rate, np.float32), voice,
+                           np.zeros(rate, np.float32)])
+    auto = mic_audio.NodeProcess("anyref_speech", namespace="/qos", params_file=REPO / "config" / "speech.yaml",
+                                 cwd=REPO)
+    strict = mic_audio.NodeProcess("anyref_speech", "-p", "audio_qos:=reliable", "-r", "audio:=/qos/audio",
+                                   namespace="/qos_strict", params_file=REPO / "config" / "speech.yaml", cwd=REPO)
+    client = Client(ros_context, namespace="/qos")
+    try:
+        queries = client.listen(String, "/qos/query")
+        diagnostics = client.listen(DiagnosticArray, "/diagnostics")
+        pub = client.node.create_publisher(AudioChunk, "/qos/audio", qos_profile_sensor_data)
+        # Only a BEST_EFFORT subscription matches this publisher: the auto node's, once it adapted.
+        try:
+            client.wait_for(lambda: pub.get_subscription_count() >= 1, 40, "anyref_speech subscribing BEST_EFFORT")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n" + "\n".join(auto.lines[-20:])) from None
+        for i in range(0, len(mono), step):
+            pub.publish(numpy_to_audio(mono[i:i + step], rate, "f32le"))
+            time.sleep(0.05)
+        client.wait_for(lambda: queries, 20, "the query after the 1e20 chunk")
+        assert [q.data for q in queries] == ["red circle"]
+        chunks = -(-len(mono) // step)
+        heard = client.wait_for(lambda: [v for s, v in speech_status(diagnostics, audio_reliability="best_effort")
+                                         if int(v["chunks"]) >= chunks * 0.8], 10, "the chunks counted")[-1]
+        assert heard["vad_resets"] == "0" and heard["audio_publishers"] == "1", heard
+        warned = client.wait_for(lambda: [s for s, v in speech_status(diagnostics, audio_reliability="reliable")
+                                          if s.level == s.WARN and "cannot hear 1 BEST_EFFORT" in s.message], 10,
+                                 "the reliable node's warning")
+        assert "audio_qos" in warned[-1].message
+        for node in (auto, strict):
+            assert not node.matching("Traceback"), "\n".join(node.lines[-30:])
+    finally:
+        auto.stop()
+        strict.stop()
+        client.close()
