@@ -7,7 +7,7 @@ sound, a region to describe, and one typed query for an object that is not
 in the scene (answered "not found"). Then a 3D scene with depth and the
 camera's pose on /tf_static: the answer in ``base_link``, its oriented box
 drawn back into the picture and a top view of the object's points
-(:mod:`anyref_ros.demo_grasp`). Then the robot hears: a shape's sound in a
+(:mod:`anyref_ros.tools.demo_grasp`). Then the robot hears: a shape's sound in a
 quiet room is localised unasked (``~/sound_sources``), and a sentence spoken
 by espeak-ng goes through ``anyref_speech`` to the ``query`` topic. For each
 answer it writes a picture (the object outlined in its own colours on a
@@ -656,7 +656,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             demo.run_bag()
         else:
             demo.run_toy()
-            from anyref_ros.demo_grasp import run_grasp
+            from anyref_ros.tools.demo_grasp import run_grasp
 
             run_grasp(demo, NAMESPACE)
             if not args.no_hearing:
