@@ -37,8 +37,8 @@ def test_demo_writes_pictures_and_summary(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     paths = [a["path"] for a in summary["answers"]]
     assert sorted(paths) == sorted(["segment_text", "segment_absent", "query_topic", "segment_exemplar", "segment_sound",
-                                    "describe_region", "sound_event", "spoken_query"])
-    assert summary["succeeded"] == summary["queries"] == 8, [a["message"] for a in summary["answers"]]
+                                    "describe_region", "segment_3d", "sound_event", "spoken_query"])
+    assert summary["succeeded"] == summary["queries"] == 9, [a["message"] for a in summary["answers"]]
     for a in summary["answers"]:
         assert a["iou"] is not None and a["latency_ms"] > 0
         assert isinstance(a["found"], bool) and 0.0 <= a["score"] <= 1.0
