@@ -45,7 +45,6 @@ from std_msgs.msg import String
 from anyref_ros import ros_env
 from anyref_ros.audio import asr as asr_mod
 from anyref_ros.audio.grammar import CommandGrammar, GrammarError, normalise
-from anyref_ros.audio.signal import check_rate, to_mono
 from anyref_ros.audio.vad import SAMPLE_RATE, SileroVAD, StreamResampler, Utterance, UtteranceSegmenter
 from anyref_ros.msg import AudioChunk
 from anyref_ros.nodes.conversions import ConversionError, audio_to_numpy
@@ -239,13 +238,8 @@ class SpeechNode(LifecycleNode):
         if self._segmenter is None:
             return  # cleaned up while this chunk waited
         try:
-            rate = check_rate(int(msg.sample_rate), "sample_rate")
-            frames = len(msg.data) // max(1, int(msg.channels)) // (2 if msg.encoding == "s16le" else 4)
-            if frames > MAX_CHUNK_S * rate:
-                raise ValueError(f"a chunk of {frames / rate:.1f} s; at most {MAX_CHUNK_S:g} s per chunk")
-            samples, rate = audio_to_numpy(msg)
-            mono = to_mono(samples)
-        except (ConversionError, ValueError) as exc:
+            mono, rate = audio_to_numpy(msg, MAX_CHUNK_S, mono=True)
+        except ConversionError as exc:
             with self._lock:
                 self._stats["bad_chunks"] += 1
             log.warning(f"dropping an audio chunk: {exc}", throttle_duration_sec=5.0)
