@@ -59,20 +59,7 @@ AUDIO_DEPTH = 200
 #: No audio for this long: /diagnostics warns.
 SILENT_WARN_S = 5.0
 
-__all__ = ["SpeechNode", "main", "NODE_NAME", "resolve_path"]
-
-
-def resolve_path(value: str, what: str) -> Path:
-    """An existing file/folder: as given (absolute or relative to the working
-    directory), else relative to the package's share folder."""
-    path = Path(value).expanduser()
-    if path.exists():
-        return path
-    share = ros_env.share_dir()
-    if share is not None and not path.is_absolute() and (share / path).exists():
-        return share / path
-    raise FileNotFoundError(f"{what} {value!r} not found (looked in {Path.cwd()} and "
-                            f"{share or 'the package share folder'})")
+__all__ = ["SpeechNode", "main", "NODE_NAME"]
 
 
 @dataclass
@@ -135,7 +122,8 @@ class SpeechNode(LifecycleNode):
                              f"({p('min_utterance_s')})")
         wake = p("wake_phrase")
         if p("grammar"):
-            self.grammar = CommandGrammar.from_yaml(resolve_path(p("grammar"), "grammar file"), wake_phrase=wake)
+            grammar = ros_env.resolve_path(p("grammar"), "grammar file", kind="file")
+            self.grammar = CommandGrammar.from_yaml(grammar, wake_phrase=wake)
         else:
             self.grammar = CommandGrammar(wake_phrase=wake)
         log = self.get_logger()
@@ -152,7 +140,8 @@ class SpeechNode(LifecycleNode):
             if not p("asr_model"):
                 raise ValueError("engine 'whisper' needs asr_model: the folder of a Whisper checkpoint "
                                  "(save_pretrained of openai/whisper-tiny/base/small/...)")
-            rec = asr_mod.WhisperRecognizer(resolve_path(p("asr_model"), "asr_model"), device=p("asr_device"))
+            folder = ros_env.resolve_path(p("asr_model"), "asr_model", kind="folder")
+            rec = asr_mod.WhisperRecognizer(folder, device=p("asr_device"))
         self.recognizer = rec
         self._segmenter = UtteranceSegmenter(
             SileroVAD(), threshold=p("vad_threshold"), pre_roll_s=p("pre_roll_s"), end_silence_s=p("end_silence_s"),

@@ -197,7 +197,7 @@ class Demo:
     def start_node(self) -> None:
         exe = Path(sys.executable).with_name("anyref_node")
         cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.nodes.anyref"]),
-               "--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "anyref.yaml"),
+               "--ros-args", "--params-file", str(ros_env.shared_file("config/anyref.yaml")),
                "-r", f"__ns:={NAMESPACE}", "-p", f"checkpoint:={self.args.checkpoint}",
                "-p", f"device:={self.args.device}", "-p", "max_frame_age_s:=0.0", "-p", "target_frame:=base_link"]
         log = open(self.out / "node.log", "w")
@@ -415,7 +415,7 @@ class Demo:
     def start_speech(self, player: "AudioPlayer", timeout: float = 60.0) -> None:
         exe = Path(sys.executable).with_name("anyref_speech")
         cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.nodes.speech"]),
-               "--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "speech.yaml"),
+               "--ros-args", "--params-file", str(ros_env.shared_file("config/speech.yaml")),
                "-r", f"__ns:={NAMESPACE}"]
         log = open(self.out / "speech.log", "w")
         self.speech_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
@@ -596,9 +596,8 @@ class ResultRecorder:
 
         from anyref_ros.msg import Referral
 
-        share = ros_env.share_dir()
         store = get_typestore(Stores.ROS2_JAZZY)
-        store.register(get_types_from_msg((share / "msg" / "Referral.msg").read_text(), "anyref_ros/msg/Referral"))
+        store.register(get_types_from_msg(ros_env.shared_file("msg/Referral.msg").read_text(), "anyref_ros/msg/Referral"))
         if path.exists():
             raise SystemExit(f"--record: {path} exists; choose a new folder")
         self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)

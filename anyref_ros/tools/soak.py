@@ -242,7 +242,7 @@ class Soak:
     def start_node(self) -> None:
         exe = Path(sys.executable).with_name("anyref_node")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "anyref_ros.nodes.anyref"]
-        cmd += ["--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "anyref.yaml"),
+        cmd += ["--ros-args", "--params-file", str(ros_env.shared_file("config/anyref.yaml")),
                 "-r", f"__ns:={NAMESPACE}", "-p", f"checkpoint:={self.args.checkpoint}",
                 "-p", f"device:={self.args.device}"]
         for p in self.args.param or []:
