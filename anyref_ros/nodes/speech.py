@@ -50,6 +50,7 @@ from anyref_ros.msg import AudioChunk
 from anyref_ros.nodes.conversions import ConversionError, audio_to_numpy
 from anyref_ros.nodes.common import declare_parameters, run_node
 from anyref_ros.parameters import SPEECH_PARAMS
+from anyref_ros.workers import Worker, WorkerStuck
 
 NODE_NAME = "anyref_speech"
 #: Longest chunk accepted (seconds); longer ones are dropped before any work.
@@ -93,8 +94,7 @@ class SpeechNode(LifecycleNode):
         self._sub = None
         self._query_pub = self._utt_pub = None
         self._jobs: Optional[queue.Queue] = None
-        self._worker: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        self._worker = Worker("anyref_speech_asr", self._recognise_loop, report=self.get_logger().error)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
 
@@ -161,10 +161,11 @@ class SpeechNode(LifecycleNode):
         return TransitionCallbackReturn.FAILURE
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop.clear()
         self._jobs = queue.Queue(maxsize=int(self.param("max_pending")))
-        self._worker = threading.Thread(target=self._recognise_loop, name="anyref_speech_asr", daemon=True)
-        self._worker.start()
+        try:
+            self._worker.start(self._jobs)  # this run's queue: a stuck earlier run never reads it
+        except WorkerStuck as exc:
+            return self._refuse_activation(exc)
         self._reset_stream(0)
         if self.param("audio_qos") == "reliable":
             qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=AUDIO_DEPTH, reliability=ReliabilityPolicy.RELIABLE)
@@ -176,6 +177,11 @@ class SpeechNode(LifecycleNode):
         self.get_logger().info(f"listening on {self._sub.topic_name} ({self.param('audio_qos')}); queries go to "
                                f"{self._query_pub.topic_name}")
         return TransitionCallbackReturn.SUCCESS
+
+    def _refuse_activation(self, exc: WorkerStuck) -> TransitionCallbackReturn:
+        self.get_logger().error(f"cannot activate: {exc}")
+        self._set_status(DiagnosticStatus.ERROR, str(exc))
+        return TransitionCallbackReturn.FAILURE
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_listening()
@@ -199,10 +205,7 @@ class SpeechNode(LifecycleNode):
         if self._sub is not None:
             self.destroy_subscription(self._sub)
             self._sub = None
-        self._stop.set()
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.join(timeout=5.0)
+        self._worker.stop()
 
     def _release_outputs(self) -> None:
         for pub in (self._query_pub, self._utt_pub):
@@ -285,9 +288,8 @@ class SpeechNode(LifecycleNode):
                         f"(max_pending={self.param('max_pending')})")
 
     # ------------------------------------------------------------ recognition (worker thread)
-    def _recognise_loop(self) -> None:
-        jobs = self._jobs
-        while not self._stop.is_set():
+    def _recognise_loop(self, stop: threading.Event, jobs: queue.Queue) -> None:
+        while not stop.is_set():
             try:
                 job = jobs.get(timeout=0.2)
             except queue.Empty:
@@ -295,7 +297,7 @@ class SpeechNode(LifecycleNode):
             try:
                 self._recognise(job)
             except Exception as exc:  # noqa: BLE001 - one bad utterance must not stop listening
-                if self._stop.is_set() or not self.context.ok():
+                if stop.is_set() or not self.context.ok():
                     return
                 self.get_logger().error(f"recognition failed: {type(exc).__name__}: {exc}")
 

@@ -43,6 +43,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from anyref_ros import ros_env
+from anyref_ros.workers import Worker
 
 NAMESPACE = "/demo"
 SIZE = (640, 480)
@@ -84,9 +85,8 @@ class Camera:
         self._frame: Optional[np.ndarray] = None
         self._stamps: list[tuple[int, int]] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._worker = Worker("demo-camera", self._run, join_timeout=1.0, report=node.get_logger().warning)
+        self._worker.start()
 
     def show(self, rgb: np.ndarray) -> None:
         with self._lock:
@@ -98,10 +98,10 @@ class Camera:
         with self._lock:
             return list(self._stamps)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         from anyref_ros.nodes.conversions import numpy_to_image
 
-        while not self._stop.is_set():
+        while not stop.is_set():
             with self._lock:
                 frame = self._frame
             if frame is not None:
@@ -112,11 +112,10 @@ class Camera:
                 with self._lock:
                     if frame is self._frame:
                         self._stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
-            self._stop.wait(self._period)
+            stop.wait(self._period)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1.0)
+        self._worker.stop()
 
 
 class AudioPlayer:
@@ -444,9 +443,8 @@ class Demo:
         msg_type = CompressedImage if compressed else Image
         pub = self.node.create_publisher(msg_type, f"{NAMESPACE}/image", qos_profile_sensor_data)
         latest: dict[str, object] = {}
-        stop = threading.Event()
 
-        def play() -> None:
+        def play(stop: threading.Event) -> None:
             start, t0 = time.monotonic(), frames[0][0]
             while not stop.is_set():
                 for stamp_ns, _type, raw in frames:
@@ -460,7 +458,8 @@ class Demo:
                     pub.publish(msg)
                 start, t0 = time.monotonic(), frames[0][0]
 
-        threading.Thread(target=play, daemon=True).start()
+        player = Worker("demo-bag", play, report=self.node.get_logger().warning)
+        player.start()
         time.sleep(1.0)
         try:
             for i, text in enumerate(queries):
@@ -479,7 +478,7 @@ class Demo:
                         self._picture(answer, rgb, mask, None, None)
                 self._report(answer)
         finally:
-            stop.set()
+            player.stop()
 
     # ---- outputs
     def _picture(self, answer: Answer, rgb: np.ndarray, mask: np.ndarray, gt: Optional[np.ndarray],
