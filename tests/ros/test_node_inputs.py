@@ -61,10 +61,15 @@ def test_no_frame_then_stale_frame_then_fresh_frame(node, client):
     assert not r.success and "no camera frame has arrived yet on /inputs/image" in r.message
     pub = publisher(client, Image, "/inputs/image")
     # BEST_EFFORT frames are sent again until they are seen: the node's reader can match
-    # a moment after our writer, and a fresh frame goes stale in a 2 s stall.
+    # a moment after our writer. Freshness is the receive time (one rule): a frame whose
+    # stamp lags 10 s (a camera clock behind) is fresh when it has just arrived...
     r = client.wait_for(lambda: (x := client.call(seg, Segment.Request(text="red circle"))) and "has arrived yet" not in x.message and x,
-                        30, "the stale frame to arrive", resend=lambda: pub.publish(frame(client, stamp_offset_s=-10.0)),
+                        30, "the lagging frame to arrive", resend=lambda: pub.publish(frame(client, stamp_offset_s=-10.0)),
                         every=0.0)
+    assert r.success, r.message
+    # ... and stale once nothing has arrived for longer than max_frame_age_s.
+    time.sleep(2.5)
+    r = client.call(seg, Segment.Request(text="red circle"))
     assert not r.success and "no camera frame newer than 2 s on /inputs/image" in r.message, r.message
     r = client.wait_for(lambda: (x := client.call(seg, Segment.Request(text="red circle"))).success and x, 30, "a fresh frame",
                         resend=lambda: pub.publish(frame(client)), every=0.0)
