@@ -17,8 +17,20 @@ from anyref_ros.workers import Worker, WorkerStuck, checked_join
 SETTLE_S = 1.0  # longer than any worker's idle wait (0.5 s): a told-to-stop thread has ended by then
 
 
+_EARLIER: set[threading.Thread] = set()
+
+
+@pytest.fixture(autouse=True)
+def earlier_threads():
+    """Threads of nodes other tests in this process left behind are not counted."""
+    _EARLIER.clear()
+    _EARLIER.update(threading.enumerate())
+    yield
+
+
 def alive(name: str) -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == name and t.is_alive()]
+    """The live threads called ``name`` started during this test."""
+    return [t for t in threading.enumerate() if t.name == name and t.is_alive() and t not in _EARLIER]
 
 
 def state(node) -> int:
