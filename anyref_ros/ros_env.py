@@ -1,10 +1,17 @@
-"""Process environment that every anyref_ros ROS entry point sets up first.
+"""Process environment that every anyref_ros ROS entry point sets up first,
+and where this package's files are found (no ROS import).
 
 Call :func:`configure` before ``rclpy.init``: it points Fast DDS at the
 profile shipped in ``config/fastdds_profile.xml`` (big shared-memory segment,
 so BEST_EFFORT camera images cross processes intact) unless the user already
 chose a profile, and keeps Hugging Face libraries offline (nothing may be
 fetched at run time).
+
+Paths: :func:`share_dir` is the package's share folder; :func:`shared_file`
+a file shipped there (parameter files, message definitions);
+:func:`resolve_path` the one rule for a user-given file or folder (a
+checkpoint, the speech grammar, a Whisper folder): absolute, relative to the
+working directory, or relative to the share folder.
 """
 
 from __future__ import annotations
@@ -39,16 +46,48 @@ def share_dir() -> Path | None:
     return None
 
 
-def fastdds_profile() -> Path:
-    """Path of the shipped Fast DDS profile; raises FileNotFoundError if missing."""
+_KINDS = {"any": Path.exists, "file": Path.is_file, "folder": Path.is_dir}
+
+
+def shared_file(relative: str) -> Path:
+    """A file this package ships in its share folder (``config/anyref.yaml``,
+    ``msg/Referral.msg``); raises FileNotFoundError if missing."""
     base = share_dir()
-    path = base / "config" / PROFILE_NAME if base else None
+    path = base / relative if base else None
     if path is None or not path.is_file():
         raise FileNotFoundError(
-            f"{PROFILE_NAME} not found in the checkout, the ament index or {sys.prefix}/share/anyref_ros/config; "
+            f"{relative} not found in the checkout, the ament index or {sys.prefix}/share/anyref_ros; "
             "reinstall anyref_ros (make setup, or colcon build)"
         )
     return path
+
+
+def fastdds_profile() -> Path:
+    """Path of the shipped Fast DDS profile; raises FileNotFoundError if missing."""
+    return shared_file(f"config/{PROFILE_NAME}")
+
+
+def resolve_path(value: "str | os.PathLike[str]", what: str, *, kind: str = "any") -> Path:
+    """A user-given file or folder (``~`` expanded): as given (absolute, or
+    relative to the working directory) if it is there, else relative to the
+    package's share folder (where ``model/toy`` and ``config/`` are installed).
+
+    ``kind``: ``"file"``, ``"folder"`` or ``"any"``; an entry of the other
+    kind counts as missing. Raises FileNotFoundError naming ``what``, the
+    value and both places looked in.
+    """
+    if kind not in _KINDS:
+        raise ValueError(f"kind must be one of {', '.join(_KINDS)}, got {kind!r}")
+    found = _KINDS[kind]
+    path = Path(value).expanduser()
+    if found(path):
+        return path
+    share = share_dir()
+    if share is not None and not path.is_absolute() and found(share / path):
+        return share / path
+    as_kind = "" if kind == "any" else f" as a {kind}"
+    raise FileNotFoundError(f"{what} {str(value)!r} not found{as_kind} (looked in {Path.cwd()} and "
+                            f"{share or 'the package share folder'})")
 
 
 def configure(environ: "os._Environ[str] | dict[str, str] | None" = None) -> dict[str, str]:

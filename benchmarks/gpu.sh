@@ -44,7 +44,7 @@ PY
 
 cd "$ROOT"
 BENCH=(anyref-benchmark)
-[[ -x "$(dirname "$PYTHON")/anyref-benchmark" ]] || BENCH=("$PYTHON" -m anyref_ros.benchmark)
+[[ -x "$(dirname "$PYTHON")/anyref-benchmark" ]] || BENCH=("$PYTHON" -m anyref_ros.tools.benchmark)
 
 RUNS=(
   "anyref-7b bf16|--preset anyref-7b --random-weights --device $DEVICE --dtype bfloat16 --repeats $REPEATS"

@@ -18,6 +18,7 @@ from rclpy.parameter import Parameter
 
 from anyref_ros import ros_env
 from anyref_ros.parameters import Param
+from anyref_ros.workers import checked_join
 
 
 def descriptor(p: Param) -> ParameterDescriptor:
@@ -150,7 +151,7 @@ class ToolNode:
         interpreter exits aborts the process ("terminate called without an
         active exception", seen once at the end of a demo run; rclpy issue 1484)."""
         self.executor.shutdown(timeout_sec=5.0)
-        self._spin.join(5.0)
+        checked_join(self._spin, 5.0, self.node.get_logger().warning)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
 

@@ -31,6 +31,7 @@ from std_msgs.msg import Header
 
 from anyref_ros.audio.signal import MAX_RATE as AUDIO_MAX_RATE
 from anyref_ros.audio.signal import MIN_RATE as AUDIO_MIN_RATE
+from anyref_ros.audio.signal import to_mono
 from anyref_ros.msg import AudioChunk
 
 
@@ -434,25 +435,28 @@ MAX_AUDIO_SECONDS = 60.0
 MAX_AUDIO_BYTES = 64 << 20
 
 
-def audio_to_numpy(msg: AudioChunk, max_seconds: float = MAX_AUDIO_SECONDS) -> tuple[np.ndarray, int]:
-    """Decode an AudioChunk to float32 samples (frames, channels) in [-1, 1] and its rate.
+def check_audio_chunk(msg: AudioChunk, max_seconds: float = MAX_AUDIO_SECONDS,
+                      rates: tuple[int, int] = (AUDIO_MIN_RATE, AUDIO_MAX_RATE)) -> tuple[np.dtype, int, int, int]:
+    """The one AudioChunk validator, before any sample is read: ``(dtype,
+    frames, channels, rate)`` of a well-formed chunk, else :class:`ConversionError`.
 
     Accepted: encoding ``s16le`` or ``f32le``; ``sample_rate`` an integer in
-    [AUDIO_MIN_RATE, AUDIO_MAX_RATE] = [1000, 384000] Hz (the resampler's
-    range); ``channels`` in [1, MAX_AUDIO_CHANNELS]; data a non-zero whole
-    number of frames, at most ``max_seconds`` at the chunk's rate and
-    MAX_AUDIO_BYTES. All of this is checked before any sample is converted.
-    f32le samples that are NaN or infinite are refused (not cleaned: a
-    microphone driver that sends them is broken and should be fixed).
-    Everything else raises :class:`ConversionError` saying what to send.
+    ``rates`` (inclusive; by default [AUDIO_MIN_RATE, AUDIO_MAX_RATE] =
+    [1000, 384000] Hz, the resampler's range; a consumer may accept less,
+    never more); ``channels`` in [1, MAX_AUDIO_CHANNELS]; data a non-zero
+    whole number of frames, at most ``max_seconds`` at the chunk's rate and
+    MAX_AUDIO_BYTES. Every consumer of AudioChunk (the anyref node's audio
+    topic and requests, the speech node) goes through here, by
+    :func:`audio_to_numpy`.
     """
     dtype = AUDIO_DTYPES.get(msg.encoding)
     if dtype is None:
         raise ConversionError(f"unsupported audio encoding {msg.encoding!r}; supported: {', '.join(AUDIO_DTYPES)}")
+    lo, hi = rates
     rate, channels, size = int(msg.sample_rate), int(msg.channels), len(msg.data)
-    if not AUDIO_MIN_RATE <= rate <= AUDIO_MAX_RATE:
+    if not lo <= rate <= hi:
         raise ConversionError(
-            f"audio sample_rate {rate} Hz is outside the accepted range [{AUDIO_MIN_RATE}, {AUDIO_MAX_RATE}] Hz; "
+            f"audio sample_rate {rate} Hz is outside the accepted range [{lo}, {hi}] Hz; "
             "send the microphone's real rate (e.g. 16000 or 48000)"
         )
     if not 1 <= channels <= MAX_AUDIO_CHANNELS:
@@ -473,6 +477,22 @@ def audio_to_numpy(msg: AudioChunk, max_seconds: float = MAX_AUDIO_SECONDS) -> t
             f"audio chunk is {frames} frames ({frames / rate:.1f} s at {rate} Hz, {size} bytes), above the limit "
             f"of {max_seconds:g} s and {MAX_AUDIO_BYTES} bytes; send shorter chunks"
         )
+    return dtype, frames, channels, rate
+
+
+def audio_to_numpy(msg: AudioChunk, max_seconds: float = MAX_AUDIO_SECONDS,
+                   rates: tuple[int, int] = (AUDIO_MIN_RATE, AUDIO_MAX_RATE),
+                   mono: bool = False) -> tuple[np.ndarray, int]:
+    """Decode an AudioChunk to float32 samples (frames, channels) in [-1, 1]
+    (``mono``: (frames,), the channels averaged) and its rate.
+
+    The chunk is checked first by :func:`check_audio_chunk` (``max_seconds``
+    and ``rates`` go there). f32le samples that are NaN or infinite are
+    refused (not cleaned: a microphone driver that sends them is broken and
+    should be fixed). Everything else raises :class:`ConversionError` saying
+    what to send.
+    """
+    dtype, frames, channels, rate = check_audio_chunk(msg, max_seconds, rates)
     samples = np.frombuffer(msg.data, dtype=dtype).reshape(frames, channels)
     if msg.encoding == "s16le":
         out = samples.astype(np.float32) / np.float32(32768.0)
@@ -481,7 +501,8 @@ def audio_to_numpy(msg: AudioChunk, max_seconds: float = MAX_AUDIO_SECONDS) -> t
         if not np.isfinite(out).all():
             bad = int(np.count_nonzero(~np.isfinite(out)))
             raise ConversionError(f"audio has {bad} NaN or infinite f32le sample(s); send finite samples in [-1, 1]")
-    return out, rate
+    # The mean of finite float32 samples (taken in float64) is finite.
+    return (to_mono(out) if mono else out), rate
 
 
 def numpy_to_audio(

@@ -45,6 +45,7 @@ from rclpy.time import Time
 from anyref_ros.msg import AudioChunk
 from anyref_ros.nodes.common import declare_parameters, run_node
 from anyref_ros.parameters import MIC_PARAMS
+from anyref_ros.workers import Worker, WorkerStuck
 
 NODE_NAME = "anyref_mic"
 DTYPES = {"s16le": "int16", "f32le": "float32"}
@@ -111,8 +112,7 @@ class MicNode(LifecycleNode):
         super().__init__(NODE_NAME, **kwargs)
         declare_parameters(self, MIC_PARAMS)
         self._pub = None
-        self._thread: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        self._capture = Worker("anyref_mic_capture", self._capture_loop, report=self.get_logger().error)
         self._delivered = False
         self._lock = threading.Lock()
         self._status = (DiagnosticStatus.WARN, "unconfigured")
@@ -149,9 +149,12 @@ class MicNode(LifecycleNode):
         return TransitionCallbackReturn.FAILURE
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._capture_loop, name="anyref_mic_capture", daemon=True)
-        self._thread.start()
+        try:
+            self._capture.start()
+        except WorkerStuck as exc:
+            self.get_logger().error(f"cannot activate: {exc}")
+            self._set_status(DiagnosticStatus.ERROR, str(exc))
+            return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -172,24 +175,21 @@ class MicNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def stop_capture(self) -> None:
-        self._stop.set()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join(timeout=5.0)
+        self._capture.stop()
 
     # ------------------------------------------------------------ capture
-    def _capture_loop(self) -> None:
+    def _capture_loop(self, stop: threading.Event) -> None:
         attempt = 0
-        while not self._stop.is_set():
+        while not stop.is_set():
             attempt += 1
             with self._lock:
                 self._stats["open_attempts"] += 1
             self._delivered = False
             try:
                 try:
-                    self._run_stream(attempt)
+                    self._run_stream(attempt, stop)
                 except Exception:  # noqa: BLE001
-                    if self._stop.is_set() or not self.context.ok():
+                    if stop.is_set() or not self.context.ok():
                         break  # shutting down (the publisher's context is gone): not a device problem
                     if self._delivered:
                         attempt = 1  # it had worked: a new outage, counted afresh
@@ -198,7 +198,7 @@ class MicNode(LifecycleNode):
                 self._report_problem(str(exc), attempt)
             except Exception as exc:  # noqa: BLE001 - PortAudio errors of every kind
                 self._report_problem(f"{type(exc).__name__}: {exc}", attempt)
-            if self._stop.wait(self.param("retry_s")):
+            if stop.wait(self.param("retry_s")):
                 break
 
     def _report_problem(self, problem: str, attempt: int) -> None:
@@ -247,7 +247,7 @@ class MicNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - keep the old list
             self.get_logger().debug(f"PortAudio re-initialisation failed: {exc}")
 
-    def _run_stream(self, attempt: int) -> None:
+    def _run_stream(self, attempt: int, stop: threading.Event) -> None:
         import sounddevice as sd
 
         if attempt > 1:
@@ -277,7 +277,7 @@ class MicNode(LifecycleNode):
                                    f"{rate} Hz, {frames} frames per chunk")
             last_block = time.monotonic()
             stall = max(STALL_S, 5 * frames / rate)
-            while not self._stop.is_set():
+            while not stop.is_set():
                 try:
                     block = blocks.get(timeout=0.1)
                 except queue.Empty:

@@ -53,12 +53,12 @@ from std_msgs.msg import String
 from anyref_ros import ros_env
 from anyref_ros.audio import asr as asr_mod
 from anyref_ros.audio.grammar import CommandGrammar, GrammarError, normalise
-from anyref_ros.audio.signal import check_rate, to_mono
 from anyref_ros.audio.vad import SAMPLE_RATE, SileroVAD, StreamResampler, Utterance, UtteranceSegmenter
 from anyref_ros.msg import AudioChunk
 from anyref_ros.nodes.conversions import ConversionError, audio_to_numpy
 from anyref_ros.nodes.common import declare_parameters, run_node
 from anyref_ros.parameters import SPEECH_PARAMS
+from anyref_ros.workers import Worker, WorkerStuck
 
 NODE_NAME = "anyref_speech"
 #: Longest chunk accepted (seconds); longer ones are dropped before any work.
@@ -70,20 +70,7 @@ QOS_CHECK_S = 1.0
 #: No audio for this long: /diagnostics warns.
 SILENT_WARN_S = 5.0
 
-__all__ = ["SpeechNode", "main", "NODE_NAME", "resolve_path"]
-
-
-def resolve_path(value: str, what: str) -> Path:
-    """An existing file/folder: as given (absolute or relative to the working
-    directory), else relative to the package's share folder."""
-    path = Path(value).expanduser()
-    if path.exists():
-        return path
-    share = ros_env.share_dir()
-    if share is not None and not path.is_absolute() and (share / path).exists():
-        return share / path
-    raise FileNotFoundError(f"{what} {value!r} not found (looked in {Path.cwd()} and "
-                            f"{share or 'the package share folder'})")
+__all__ = ["SpeechNode", "main", "NODE_NAME"]
 
 
 @dataclass
@@ -121,8 +108,7 @@ class SpeechNode(LifecycleNode):
         self._qos_warning = ""  # publishers the subscription cannot hear, in words
         self._query_pub = self._utt_pub = None
         self._jobs: Optional[queue.Queue] = None
-        self._worker: Optional[threading.Thread] = None
-        self._stop = threading.Event()
+        self._worker = Worker("anyref_speech_asr", self._recognise_loop, report=self.get_logger().error)
         self._diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.create_timer(1.0, self._publish_diagnostics)
         self.create_timer(QOS_CHECK_S, self._check_audio_qos, callback_group=self._audio_group)
@@ -153,7 +139,8 @@ class SpeechNode(LifecycleNode):
         if wake.strip() and not normalise(wake):
             raise ValueError(f"wake_phrase {wake!r} has no words (letters or digits); set words, or \"\" for none")
         if p("grammar"):
-            self.grammar = CommandGrammar.from_yaml(resolve_path(p("grammar"), "grammar file"), wake_phrase=wake)
+            grammar = ros_env.resolve_path(p("grammar"), "grammar file", kind="file")
+            self.grammar = CommandGrammar.from_yaml(grammar, wake_phrase=wake)
         else:
             self.grammar = CommandGrammar(wake_phrase=wake)
         log = self.get_logger()
@@ -170,7 +157,8 @@ class SpeechNode(LifecycleNode):
             if not p("asr_model"):
                 raise ValueError("engine 'whisper' needs asr_model: the folder of a Whisper checkpoint "
                                  "(save_pretrained of openai/whisper-tiny/base/small/...)")
-            rec = asr_mod.WhisperRecognizer(resolve_path(p("asr_model"), "asr_model"), device=p("asr_device"))
+            folder = ros_env.resolve_path(p("asr_model"), "asr_model", kind="folder")
+            rec = asr_mod.WhisperRecognizer(folder, device=p("asr_device"))
         self.recognizer = rec
         self._segmenter = UtteranceSegmenter(
             SileroVAD(), threshold=p("vad_threshold"), pre_roll_s=p("pre_roll_s"), end_silence_s=p("end_silence_s"),
@@ -190,10 +178,11 @@ class SpeechNode(LifecycleNode):
         return TransitionCallbackReturn.FAILURE
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._stop.clear()
         self._jobs = queue.Queue(maxsize=int(self.param("max_pending")))
-        self._worker = threading.Thread(target=self._recognise_loop, name="anyref_speech_asr", daemon=True)
-        self._worker.start()
+        try:
+            self._worker.start(self._jobs)  # this run's queue: a stuck earlier run never reads it
+        except WorkerStuck as exc:
+            return self._refuse_activation(exc)
         self._reset_stream(0)
         with self._sub_lock:
             self._audio_pubs = self._audio_publishers()
@@ -266,6 +255,11 @@ class SpeechNode(LifecycleNode):
         kind = "RELIABLE" if self._sub_reliability == ReliabilityPolicy.RELIABLE else "BEST_EFFORT"
         return f"audio_qos={self.param('audio_qos')}: {kind}, {len(self._audio_pubs)} publisher(s) seen"
 
+    def _refuse_activation(self, exc: WorkerStuck) -> TransitionCallbackReturn:
+        self.get_logger().error(f"cannot activate: {exc}")
+        self._set_status(DiagnosticStatus.ERROR, str(exc))
+        return TransitionCallbackReturn.FAILURE
+
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_listening()
         self._set_status(DiagnosticStatus.WARN, "inactive: not listening")
@@ -290,10 +284,7 @@ class SpeechNode(LifecycleNode):
                 self.destroy_subscription(self._sub)
                 self._sub = None
             self._sub_reliability, self._audio_pubs, self._qos_warning = None, (), ""
-        self._stop.set()
-        worker, self._worker = self._worker, None
-        if worker is not None:
-            worker.join(timeout=5.0)
+        self._worker.stop()
 
     def _release_outputs(self) -> None:
         for pub in (self._query_pub, self._utt_pub):
@@ -318,13 +309,8 @@ class SpeechNode(LifecycleNode):
         if self._segmenter is None:
             return  # cleaned up while this chunk waited
         try:
-            rate = check_rate(int(msg.sample_rate), "sample_rate")
-            frames = len(msg.data) // max(1, int(msg.channels)) // (2 if msg.encoding == "s16le" else 4)
-            if frames > MAX_CHUNK_S * rate:
-                raise ValueError(f"a chunk of {frames / rate:.1f} s; at most {MAX_CHUNK_S:g} s per chunk")
-            samples, rate = audio_to_numpy(msg)
-            mono = to_mono(samples)
-        except (ConversionError, ValueError) as exc:
+            mono, rate = audio_to_numpy(msg, MAX_CHUNK_S, mono=True)
+        except ConversionError as exc:
             with self._lock:
                 self._stats["bad_chunks"] += 1
             log.warning(f"dropping an audio chunk: {exc}", throttle_duration_sec=5.0)
@@ -384,9 +370,8 @@ class SpeechNode(LifecycleNode):
                         f"(max_pending={self.param('max_pending')})")
 
     # ------------------------------------------------------------ recognition (worker thread)
-    def _recognise_loop(self) -> None:
-        jobs = self._jobs
-        while not self._stop.is_set():
+    def _recognise_loop(self, stop: threading.Event, jobs: queue.Queue) -> None:
+        while not stop.is_set():
             try:
                 job = jobs.get(timeout=0.2)
             except queue.Empty:
@@ -394,7 +379,7 @@ class SpeechNode(LifecycleNode):
             try:
                 self._recognise(job)
             except Exception as exc:  # noqa: BLE001 - one bad utterance must not stop listening
-                if self._stop.is_set() or not self.context.ok():
+                if stop.is_set() or not self.context.ok():
                     return
                 self.get_logger().error(f"recognition failed: {type(exc).__name__}: {exc}")
 

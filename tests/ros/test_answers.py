@@ -9,7 +9,7 @@ import pytest
 from anyref_ros.model.pipeline import Referral as Answer
 from anyref_ros.model.prompts import NO_OBJECT_ANSWER
 from anyref_ros.msg import Referral
-from anyref_ros.nodes.anyref.overhead import STEPS, measure_overhead
+from anyref_ros.tools.overhead import STEPS, measure_overhead
 from anyref_ros.nodes.anyref.publishing import NOT_IN_VIEW, build_referral
 from anyref_ros.nodes.conversions import image_to_mask
 from std_msgs.msg import Header

@@ -38,7 +38,7 @@ pytestmark = pytest.mark.skipif(not (REPO / "model" / "toy" / "config.json").is_
 @pytest.mark.timeout(600)
 def test_soak_one_minute(tmp_path: Path):
     exe = Path(sys.executable).with_name("anyref-soak")
-    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "anyref_ros.soak"]
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "anyref_ros.tools.soak"]
     out = tmp_path / "soak.json"
     cmd += ["--minutes", "1", "--warmup-s", str(WARMUP_S), "--checkpoint", "model/toy", "--device", "cpu",
             "--json-out", str(out), "--node-log", str(tmp_path / "node.log"), "-p", "max_queue:=8"]

@@ -23,7 +23,6 @@ from rclpy.qos import qos_profile_sensor_data
 
 from anyref_ros.audio.events import EventConfig, SoundEventDetector
 from anyref_ros.audio.ring import AudioRing
-from anyref_ros.audio.signal import to_mono
 from anyref_ros.msg import AudioChunk
 from anyref_ros.nodes import conversions as conv
 
@@ -35,27 +34,11 @@ SOUND_CLIP_S = 2.0  # audio a sound query uses
 RING_MIN_S = SOUND_CLIP_S + 1.5  # pre-roll (<= 1 s) + the 2 s clip + 0.5 s of lateness
 
 
-def chunk_seconds(chunk: AudioChunk) -> float:
-    """Duration the chunk claims, from its byte count (before any decoding)."""
-    item = conv.AUDIO_DTYPES[chunk.encoding].itemsize if chunk.encoding in conv.AUDIO_DTYPES else 1
-    return len(chunk.data) / (item * max(1, chunk.channels) * max(1, chunk.sample_rate))
-
-
 def decode_audio(chunk: AudioChunk, max_seconds: float) -> tuple[np.ndarray, int]:
-    """Mono float32 samples and rate of a chunk; ValueError says what is wrong."""
-    lo, hi = AUDIO_RATES
-    if not lo <= chunk.sample_rate <= hi:
-        raise ValueError(f"sample_rate {chunk.sample_rate} Hz is outside the accepted {lo}-{hi} Hz")
-    if chunk.channels == 0:
-        raise ValueError("channels must be >= 1")
-    seconds = chunk_seconds(chunk)
-    if seconds > max_seconds:
-        raise ValueError(f"{seconds:.1f} s is longer than the {max_seconds:g} s accepted")
-    samples, rate = conv.audio_to_numpy(chunk)
-    mono = to_mono(samples)
-    if not np.isfinite(mono).all():
-        raise ValueError("the samples hold NaN or infinity")
-    return mono, rate
+    """Mono float32 samples and rate of a chunk (topic or request), checked by
+    the one AudioChunk validator with this node's rates; ValueError
+    (ConversionError) says what is wrong."""
+    return conv.audio_to_numpy(chunk, max_seconds, rates=AUDIO_RATES, mono=True)
 
 
 class Hearing:

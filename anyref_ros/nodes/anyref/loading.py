@@ -237,24 +237,23 @@ def _free_memory() -> None:
 def resolve_checkpoint(checkpoint: str) -> str:
     """A folder path or preset name for ``AnyRefPipeline.from_pretrained``.
 
-    Tried in order: an existing folder as given; a preset name; the path
-    relative to the package's share folder (where ``model/toy`` is installed).
+    A preset name, unless a folder of that name is in the working directory;
+    else a folder by :func:`anyref_ros.ros_env.resolve_path` (absolute,
+    relative to the working directory, or relative to the package's share
+    folder, where ``model/toy`` is installed), checked readable.
     """
     from anyref_ros.model import preset_names
 
     from anyref_ros.model.loading import resolve_model_path
 
-    path = Path(checkpoint).expanduser()
-    if path.is_dir():  # checked before use: a readable folder, symlinks resolved
-        return str(resolve_model_path(path, what="parameter checkpoint", kind="folder"))
-    if checkpoint in preset_names():
+    if checkpoint in preset_names() and not Path(checkpoint).expanduser().is_dir():
         return checkpoint
-    share = ros_env.share_dir()
-    if share is not None and not path.is_absolute() and (share / path).is_dir():
-        return str(share / path)
-    raise FileNotFoundError(
-        f"checkpoint {checkpoint!r} is neither a folder (looked in {Path.cwd()} and "
-        f"{share or 'the package share folder'}) nor a preset ({', '.join(preset_names())})")
+    try:
+        folder = ros_env.resolve_path(checkpoint, "checkpoint", kind="folder")
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"{exc}: it is neither a folder nor a preset ({', '.join(preset_names())})") from None
+    # checked before use: a readable folder, symlinks resolved
+    return str(resolve_model_path(folder, what="parameter checkpoint", kind="folder"))
 
 
 def check_checkpoint_files(source: str) -> None:

@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 from anyref_ros import engine as eng
 from anyref_ros.msg import Referral
+from anyref_ros.workers import Worker
 
 from .hearing import SOUND_CLIP_S
 from .intake import CameraFrame
@@ -56,18 +57,17 @@ class SoundEvents:
         self.publishing = publishing
         self._cond = threading.Condition()
         self._pending: Optional[PendingEvent] = None
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._worker = Worker("anyref-sound-events", self._loop, report=node.get_logger().error)
 
     def start(self) -> None:
-        if self._thread is None or not self._thread.is_alive():
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._loop, name="anyref-sound-events", daemon=True)
-            self._thread.start()
+        """The worker thread, stopping (joined, checked) any earlier one first;
+        WorkerStuck if that one does not end."""
+        self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        self.clear()
+        self._worker.request_stop()
+        self.clear()  # wakes the worker waiting for an event
+        self._worker.stop()
 
     def clear(self) -> None:
         with self._cond:
@@ -109,8 +109,8 @@ class SoundEvents:
         return None if frame is None else self.intake.depth.nearest(frame.stamp, self.node.param("depth_sync_slop_s"))
 
     # ----------------------------------------------------------------- worker
-    def _loop(self) -> None:
-        while not self._stop.is_set():
+    def _loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
             with self._cond:
                 if self._pending is None:
                     self._cond.wait(0.5)
@@ -119,7 +119,7 @@ class SoundEvents:
                 continue
             start = p.onset - self.node.param("sound_event_pre_roll_s")
             t = time.monotonic()
-            self.hearing.wait_until(start + SOUND_CLIP_S, p.detected + AUDIO_WAIT_S, self._stop)
+            self.hearing.wait_until(start + SOUND_CLIP_S, p.detected + AUDIO_WAIT_S, stop)
             waited = time.monotonic() - t
             with self._cond:
                 if self._pending is not p:

@@ -23,15 +23,15 @@ otherwise):
 * ``forced_vs_generate_speedup``: a text query answered by greedy generation
   / by the forced single pass;
 * ``overhead_ms_720p``: everything outside the network for a 1280x720
-  ``sensor_msgs/Image`` (``anyref_ros.nodes.anyref.overhead``; null where
+  ``sensor_msgs/Image`` (``anyref_ros.tools.overhead``; null where
   the ROS messages cannot be imported);
 * ``outputs_3d_ms_720p``: an answer's 3D outputs from a 1280x720 depth
   image (the object's points, the transform to ``base_link``, its oriented
-  box, Detection3DArray, PointCloud2, markers; :mod:`anyref_ros.benchmark_3d`;
+  box, Detection3DArray, PointCloud2, markers; :mod:`anyref_ros.tools.benchmark_3d`;
   null where the ROS messages cannot be imported);
 * ``watch_fps_1``, ``watch_fps_4``, ``watch_fps_8``: camera frames answered
   per second with 1, 4, 8 standing text queries (640x480 toy frames from a
-  100 Hz camera, newest frame wins; :mod:`anyref_ros.benchmark_watch`), and
+  100 Hz camera, newest frame wins; :mod:`anyref_ros.tools.benchmark_watch`), and
   ``watch_latency_ms_4``: a frame's arrival to its last answer, median, with 4;
 * ``peak_memory_mb``: CUDA's peak allocation on a GPU, else the process's peak RSS.
 
@@ -188,7 +188,7 @@ def headline(pipe, image, queries: list, repeats: int, sync: Callable[[], None])
 def overhead(config) -> dict:
     """``overhead_ms_720p`` from the node's overhead measurement, or null with the reason."""
     try:
-        from anyref_ros.nodes.anyref.overhead import measure_overhead
+        from anyref_ros.tools.overhead import measure_overhead
     except Exception as exc:  # noqa: BLE001 - ROS messages missing: figure left out
         return {"overhead_ms_720p": None, "overhead_error": f"{type(exc).__name__}: {exc}"[:300]}
     data = measure_overhead(config, size=(1280, 720), repeats=20)
@@ -196,9 +196,9 @@ def overhead(config) -> dict:
 
 
 def outputs_3d() -> dict:
-    """``outputs_3d_ms_720p`` (:mod:`anyref_ros.benchmark_3d`), or null with the reason."""
+    """``outputs_3d_ms_720p`` (:mod:`anyref_ros.tools.benchmark_3d`), or null with the reason."""
     try:
-        from anyref_ros.benchmark_3d import measure_outputs_3d
+        from anyref_ros.tools.benchmark_3d import measure_outputs_3d
         return measure_outputs_3d((1280, 720), repeats=30)
     except ImportError as exc:  # ROS messages missing: figure left out
         return {"outputs_3d_ms_720p": None, "outputs_3d_error": f"{type(exc).__name__}: {exc}"[:300]}
@@ -255,7 +255,7 @@ def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tupl
     result = headline(pipe, image, text_queries, repeats, sync)
     result.update(overhead(pipe.config))
     result.update(outputs_3d())
-    from anyref_ros.benchmark_watch import measure_watch
+    from anyref_ros.tools.benchmark_watch import measure_watch
 
     result.update(measure_watch(pipe, seconds=1.0 if headline_only else 3.0))
     result.update({

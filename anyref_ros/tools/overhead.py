@@ -12,7 +12,7 @@ default) arriving as a ``sensor_msgs/Image`` rgb8 and one answer with a mask:
   mask as ``AnyRefPipeline._answer`` does it (``masks_at_size``: one
   resampling and the threshold; union of the masks, ``mask_box``);
 * ``reply``: the Referral the node publishes and returns
-  (:func:`~.publishing.build_referral`, its mono8 mask Image included).
+  (:func:`~anyref_ros.nodes.anyref.publishing.build_referral`, its mono8 mask Image included).
 
 The frame is a toy-world scene at ``size`` and the logits are made from its
 object's mask, so the mask has a realistic size; the network itself never
@@ -63,8 +63,8 @@ def measure_overhead(config: Union[object, str, Path], size: tuple[int, int] = (
     from anyref_ros.msg import Referral
     from anyref_ros.nodes import conversions as conv
 
-    from .intake import decode_frame
-    from .publishing import build_referral
+    from anyref_ros.nodes.anyref.intake import decode_frame
+    from anyref_ros.nodes.anyref.publishing import build_referral
 
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
@@ -157,7 +157,7 @@ def _median_ms(fn: Callable[[], object], repeats: int) -> float:
 
 
 def main(argv=None) -> None:
-    """``python -m anyref_ros.nodes.anyref.overhead [CHECKPOINT] [--size WxH] [--repeats N]``: JSON."""
+    """``python -m anyref_ros.tools.overhead [CHECKPOINT] [--size WxH] [--repeats N]``: JSON."""
     import argparse
     import json
 

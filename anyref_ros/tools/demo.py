@@ -7,9 +7,9 @@ sound, a region to describe, and one typed query for an object that is not
 in the scene (answered "not found"). Then a 3D scene with depth and the
 camera's pose on /tf_static: the answer in ``base_link``, its oriented box
 drawn back into the picture and a top view of the object's points
-(:mod:`anyref_ros.demo_grasp`). Then a standing query follows a moving
+(:mod:`anyref_ros.tools.demo_grasp`). Then a standing query follows a moving
 object (a strip of frames with its id, the label image, an animated GIF:
-:mod:`anyref_ros.demo_watch`). Then the robot hears: a shape's sound in a
+:mod:`anyref_ros.tools.demo_watch`). Then the robot hears: a shape's sound in a
 quiet room is localised unasked (``~/sound_sources``), and a sentence spoken
 by espeak-ng goes through ``anyref_speech`` to the ``query`` topic. For each
 answer it writes a picture (the object outlined in its own colours on a
@@ -45,6 +45,7 @@ from typing import Iterator, Optional
 import numpy as np
 
 from anyref_ros import ros_env
+from anyref_ros.workers import Worker
 
 NAMESPACE = "/demo"
 SIZE = (640, 480)
@@ -86,9 +87,8 @@ class Camera:
         self._frame: Optional[np.ndarray] = None
         self._stamps: list[tuple[int, int]] = []
         self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        self._worker = Worker("demo-camera", self._run, join_timeout=1.0, report=node.get_logger().warning)
+        self._worker.start()
 
     def show(self, rgb: np.ndarray) -> None:
         with self._lock:
@@ -100,10 +100,10 @@ class Camera:
         with self._lock:
             return list(self._stamps)
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         from anyref_ros.nodes.conversions import numpy_to_image
 
-        while not self._stop.is_set():
+        while not stop.is_set():
             with self._lock:
                 frame = self._frame
             if frame is not None:
@@ -114,11 +114,10 @@ class Camera:
                 with self._lock:
                     if frame is self._frame:
                         self._stamps.append((msg.header.stamp.sec, msg.header.stamp.nanosec))
-            self._stop.wait(self._period)
+            stop.wait(self._period)
 
     def close(self) -> None:
-        self._stop.set()
-        self._thread.join(1.0)
+        self._worker.stop()
 
 
 class AudioPlayer:
@@ -199,7 +198,7 @@ class Demo:
     def start_node(self) -> None:
         exe = Path(sys.executable).with_name("anyref_node")
         cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.nodes.anyref"]),
-               "--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "anyref.yaml"),
+               "--ros-args", "--params-file", str(ros_env.shared_file("config/anyref.yaml")),
                "-r", f"__ns:={NAMESPACE}", "-p", f"checkpoint:={self.args.checkpoint}",
                "-p", f"device:={self.args.device}", "-p", "max_frame_age_s:=0.0", "-p", "target_frame:=base_link"]
         log = open(self.out / "node.log", "w")
@@ -417,7 +416,7 @@ class Demo:
     def start_speech(self, player: "AudioPlayer", timeout: float = 60.0) -> None:
         exe = Path(sys.executable).with_name("anyref_speech")
         cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.nodes.speech"]),
-               "--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "speech.yaml"),
+               "--ros-args", "--params-file", str(ros_env.shared_file("config/speech.yaml")),
                "-r", f"__ns:={NAMESPACE}"]
         log = open(self.out / "speech.log", "w")
         self.speech_proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
@@ -446,9 +445,8 @@ class Demo:
         msg_type = CompressedImage if compressed else Image
         pub = self.node.create_publisher(msg_type, f"{NAMESPACE}/image", qos_profile_sensor_data)
         latest: dict[str, object] = {}
-        stop = threading.Event()
 
-        def play() -> None:
+        def play(stop: threading.Event) -> None:
             start, t0 = time.monotonic(), frames[0][0]
             while not stop.is_set():
                 for stamp_ns, _type, raw in frames:
@@ -462,7 +460,8 @@ class Demo:
                     pub.publish(msg)
                 start, t0 = time.monotonic(), frames[0][0]
 
-        threading.Thread(target=play, daemon=True).start()
+        player = Worker("demo-bag", play, report=self.node.get_logger().warning)
+        player.start()
         time.sleep(1.0)
         try:
             for i, text in enumerate(queries):
@@ -481,7 +480,7 @@ class Demo:
                         self._picture(answer, rgb, mask, None, None)
                 self._report(answer)
         finally:
-            stop.set()
+            player.stop()
 
     # ---- outputs
     def _picture(self, answer: Answer, rgb: np.ndarray, mask: np.ndarray, gt: Optional[np.ndarray],
@@ -598,9 +597,8 @@ class ResultRecorder:
 
         from anyref_ros.msg import Referral
 
-        share = ros_env.share_dir()
         store = get_typestore(Stores.ROS2_JAZZY)
-        store.register(get_types_from_msg((share / "msg" / "Referral.msg").read_text(), "anyref_ros/msg/Referral"))
+        store.register(get_types_from_msg(ros_env.shared_file("msg/Referral.msg").read_text(), "anyref_ros/msg/Referral"))
         if path.exists():
             raise SystemExit(f"--record: {path} exists; choose a new folder")
         self._writer = Writer(path, version=9, storage_plugin=StoragePlugin.MCAP)
@@ -658,8 +656,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             demo.run_bag()
         else:
             demo.run_toy()
-            from anyref_ros.demo_grasp import run_grasp
-            from anyref_ros.demo_watch import run_watch
+            from anyref_ros.tools.demo_grasp import run_grasp
+            from anyref_ros.tools.demo_watch import run_watch
 
             run_grasp(demo, NAMESPACE)
             run_watch(demo, NAMESPACE)

@@ -82,6 +82,7 @@ from typing import Any, Optional
 import numpy as np
 
 from anyref_ros import ros_env
+from anyref_ros.workers import Worker
 
 NAMESPACE = "/soak"
 SCENE_SEED = 23  # toy-world scenes shown by the soak run (not a training seed)
@@ -226,7 +227,9 @@ class Soak:
         self.log_path = Path(args.node_log) if args.node_log else Path(
             tempfile.mkstemp(prefix="anyref-soak-node-", suffix=".log")[1])
         self.counters = Counters()
-        self.stop_sensors = threading.Event()
+        report = self.node.get_logger().warning
+        self.sensors = [Worker("soak-camera", self._camera, report=report),
+                        Worker("soak-microphone", self._microphone, report=report)]
         self.lock = threading.Lock()
         self.queries: list[Query] = []
         self.results: list[tuple[float, Any]] = []  # (arrival, Referral)
@@ -242,7 +245,7 @@ class Soak:
     def start_node(self) -> None:
         exe = Path(sys.executable).with_name("anyref_node")
         cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "anyref_ros.nodes.anyref"]
-        cmd += ["--ros-args", "--params-file", str(ros_env.share_dir() / "config" / "anyref.yaml"),
+        cmd += ["--ros-args", "--params-file", str(ros_env.shared_file("config/anyref.yaml")),
                 "-r", f"__ns:={NAMESPACE}", "-p", f"checkpoint:={self.args.checkpoint}",
                 "-p", f"device:={self.args.device}"]
         for p in self.args.param or []:
@@ -305,20 +308,24 @@ class Soak:
             time.sleep(0.05)
         self.scenes = scenes
         self.t0 = time.monotonic()
-        threading.Thread(target=self._camera, args=(pubs,), daemon=True).start()
-        threading.Thread(target=self._microphone, args=(pubs["audio"],), daemon=True).start()
+        self.sensors[0].start(pubs)
+        self.sensors[1].start(pubs["audio"])
 
-    def _camera(self, pubs: dict) -> None:
+    def stop_sensors(self) -> None:
+        for worker in self.sensors:
+            worker.stop()
+
+    def _camera(self, stop: threading.Event, pubs: dict) -> None:
         clock = self.node.get_clock()
         period = 1.0 / self.args.fps
         depth_every = max(1, round(self.args.fps / self.args.depth_fps)) if self.args.depth_fps > 0 else 0
         c = self.counters
         next_t = started = time.monotonic()
         k = 0
-        while not self.stop_sensors.is_set():
+        while not stop.is_set():
             now = time.monotonic()
             if now < next_t:
-                self.stop_sensors.wait(next_t - now)
+                stop.wait(next_t - now)
                 continue
             if now - next_t > period:  # fell behind: skip the missed slots instead of bursting
                 c.late_frames += int((now - next_t) / period)
@@ -342,7 +349,7 @@ class Soak:
             k += 1
             next_t += period
 
-    def _microphone(self, pub) -> None:
+    def _microphone(self, stop: threading.Event, pub) -> None:
         rng = np.random.default_rng(SCENE_SEED)
         room = audio_chunks(5.0, rng)
         sounds = {s: audio_chunks(SOUND_S, rng, s) for s in sorted({s for sc in self.scenes for s in sc.shapes})}
@@ -355,10 +362,10 @@ class Soak:
         next_sound = self.t0 + min(5.0, self.args.sound_period_s)
         queue: deque = deque()
         i = 0
-        while not self.stop_sensors.is_set():
+        while not stop.is_set():
             now = time.monotonic()
             if now < next_t:
-                self.stop_sensors.wait(next_t - now)
+                stop.wait(next_t - now)
                 continue
             if not queue:
                 if self.args.sound_period_s > 0 and now >= next_sound:
@@ -605,7 +612,7 @@ class Soak:
     def close(self) -> None:
         from anyref_ros.nodes.common import stop_processes
 
-        self.stop_sensors.set()
+        self.stop_sensors()
         stop_processes([self.proc])
         self.ros.close()
 
@@ -691,7 +698,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         soak.start_sensors(scenes)
         soak.run_queries()
         soak.drain(args.answer_timeout_s)
-        soak.stop_sensors.set()
+        soak.stop_sensors()
         time.sleep(2.5)  # the node's next diagnostics (1 Hz) count every frame it received
         report = soak.report()
     except (RuntimeError, KeyboardInterrupt) as exc:
