@@ -44,6 +44,8 @@ from anyref_ros.standing import Standing, WatchList
 
 from . import detections as det
 from .publishing import build_referral
+from anyref_ros.workers import Worker
+
 from .support import QueryError, Refused, clip, guarded
 
 IDLE_S = 0.05  # how often the worker looks for a frame when there is none
@@ -59,8 +61,7 @@ class Watching:
         self._frame = None
         self._answered_key: Optional[int] = None
         self._cond = threading.Condition()
-        self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._worker = Worker("anyref-watch", self._run, report=node.get_logger().error)
         self._label_version = -1
         self.pubs: dict = {}
         self.last_frame_ms = 0.0
@@ -83,21 +84,15 @@ class Watching:
             self.node.destroy_lifecycle_publisher(pub)
 
     def start(self) -> None:
-        if self._thread is not None and self._thread.is_alive():
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="anyref-watch", daemon=True)
-        self._thread.start()
+        """The worker thread, stopping (joined, checked) any earlier one first;
+        WorkerStuck if that one does not end."""
+        self._worker.start()
 
-    def stop(self, timeout: float = 2.0) -> None:
-        self._stop.set()
+    def stop(self) -> None:
+        self._worker.request_stop()
         with self._cond:
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                self.log("warning", "watch-stop", f"the standing-query worker did not stop within {timeout:g} s")
-            self._thread = None
+        self._worker.stop()
 
     def on_frame(self, frame) -> None:
         """From the image callback: the newest frame replaces one not yet taken."""
@@ -187,10 +182,10 @@ class Watching:
         return item
 
     # --------------------------------------------------------------- worker
-    def _next_frame(self):
+    def _next_frame(self, stop: threading.Event):
         """The newest frame not yet answered (None when stopping)."""
         with self._cond:
-            while not self._stop.is_set():
+            while not stop.is_set():
                 frame = self._frame
                 if frame is not None and frame.key != self._answered_key and len(self.list):
                     self._frame = None
@@ -199,23 +194,23 @@ class Watching:
                 self._sync_parameter()
         return None
 
-    def _run(self) -> None:
+    def _run(self, stop: threading.Event) -> None:
         last_start = 0.0
-        while not self._stop.is_set():
+        while not stop.is_set():
             self._sync_parameter()
-            frame = self._next_frame()
+            frame = self._next_frame(stop)
             if frame is None:
                 return
             rate = self.node.param("watch_rate_hz")
             if rate > 0:
                 wait = last_start + 1.0 / rate - time.monotonic()
-                if wait > 0 and self._stop.wait(wait):
+                if wait > 0 and stop.wait(wait):
                     return
                 with self._cond:  # a newer frame may have come meanwhile
                     frame, self._frame = (self._frame or frame), None
             last_start = time.monotonic()
             try:
-                self._answer(frame)
+                self._answer(frame, stop)
             except Refused:
                 time.sleep(IDLE_S)  # loading or inactive: the next frame tries again
             except Exception as exc:  # noqa: BLE001 - the worker goes on with the next frame
@@ -224,7 +219,7 @@ class Watching:
             self._answered_key = frame.key
             self.last_frame_ms = (time.monotonic() - last_start) * 1000.0
 
-    def _answer(self, frame) -> None:
+    def _answer(self, frame, stop: threading.Event) -> None:
         items = self.list.snapshot()
         if not items:
             return
@@ -242,7 +237,7 @@ class Watching:
         deadline = time.monotonic() + self.node.param("query_timeout_s")
         for job in jobs:
             while not job.wait(0.05):
-                if self._stop.is_set() or self.model.generation != generation or time.monotonic() > deadline:
+                if stop.is_set() or self.model.generation != generation or time.monotonic() > deadline:
                     for j in jobs:
                         j.cancel("standing queries stopped")
                     return
