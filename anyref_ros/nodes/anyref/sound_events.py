@@ -11,7 +11,10 @@ model names the sound but finds nothing making it) is published too, with
 ``has_box`` false, and counted in ``sound_events_unlocated``.
 
 Rule for events that come while the model is busy: at most one sound query
-runs and at most one event waits; a newer event replaces the waiting one
+runs and at most one event waits, with its own 2 s of audio copied out of
+the ring as soon as it has been heard (while the running query waits), so a
+slow model never leaves it with audio the ring no longer holds; a newer
+event replaces the waiting one
 (``sound_events_replaced`` in /diagnostics); an event the engine cannot take
 (queue full) or that finds no frame near it is dropped (``sound_events_dropped``).
 Nothing piles up.
@@ -44,6 +47,7 @@ class PendingEvent:
     detected: float  # monotonic
     frame: Optional[CameraFrame]
     depth: Any = None  # the depth image nearest to the frame (kept: the depth buffer moves on)
+    clip: Any = None  # (samples, rate): its own 2 s of audio, copied once heard (the ring moves on)
 
 
 class SoundEvents:
@@ -119,7 +123,8 @@ class SoundEvents:
                 continue
             start = p.onset - self.node.param("sound_event_pre_roll_s")
             t = time.monotonic()
-            self.hearing.wait_until(start + SOUND_CLIP_S, p.detected + AUDIO_WAIT_S, stop)
+            if p.clip is None:
+                self.hearing.wait_until(start + SOUND_CLIP_S, p.detected + AUDIO_WAIT_S, stop)
             waited = time.monotonic() - t
             with self._cond:
                 if self._pending is not p:
@@ -131,13 +136,27 @@ class SoundEvents:
                 self.stats.inc("sound_events_dropped")
                 self.log("warning", "sound-event", f"sound event at {p.onset:.2f} s: {clip(exc, 300)}")
 
+    def _keep_pending_clip(self) -> None:
+        """Copy the waiting event's 2 s of audio out of the ring once it has all been heard."""
+        with self._cond:
+            p = self._pending
+        if p is None or p.clip is not None:
+            return
+        start = p.onset - self.node.param("sound_event_pre_roll_s")
+        if self.hearing.audio.end_stamp < start + SOUND_CLIP_S:
+            return
+        audio, rate, _ = self.hearing.audio.window(start, start + SOUND_CLIP_S)
+        if audio.size:
+            p.clip = (audio, rate)
+            self.stats.inc("sound_event_clips_kept")
+
     def _answer(self, p: PendingEvent, start: float, waited: float) -> None:
         engine, generation = self.model.require(self.node.get_fully_qualified_name())
         frame = p.frame
         if frame is None or abs(frame.stamp - p.t_ref) > FRAME_SLOP_S:
             raise QueryError("no camera frame within 1 s of the sound")
         frame.used = True
-        audio, rate, _ = self.hearing.audio.window(start, start + SOUND_CLIP_S)
+        audio, rate = p.clip if p.clip is not None else self.hearing.audio.window(start, start + SOUND_CLIP_S)[:2]
         if audio.size == 0:
             raise QueryError("its audio is no longer buffered")
         request = eng.Request(frame=eng.Frame(image=frame.rgb(self.node.param("max_image_pixels")), key=frame.key),
@@ -146,9 +165,12 @@ class SoundEvents:
             job = engine.submit(request)
         except (eng.QueueFull, eng.EngineClosed) as exc:
             raise QueryError(f"the model is busy ({exc}); event dropped") from None
-        if not job.wait(self.node.param("query_timeout_s")):
-            job.cancel()
-            raise QueryError("no answer within query_timeout_s")
+        deadline = time.monotonic() + self.node.param("query_timeout_s")
+        while not job.wait(0.05):  # meanwhile, the waiting event's audio is copied once heard
+            self._keep_pending_clip()
+            if time.monotonic() > deadline:
+                job.cancel()
+                raise QueryError("no answer within query_timeout_s")
         if self.model.generation != generation:
             raise QueryError("the node deactivated while the query ran")
         ref = job.result(0)
