@@ -66,8 +66,9 @@ Cost
 ----
 Fixed per event: at most ``WINDOW_S`` of audio, a fixed grid, a bounded
 refinement (``benchmarks/direction.py`` measures it; figures in the
-README). Geometry-dependent tables are built once per (geometry, rate) by
-:class:`DirectionFinder`.
+README). Geometry-dependent tables and the work arrays are built once per
+(geometry, rate) by :class:`DirectionFinder` (one call at a time per
+finder: a lock).
 
 Input checks
 ------------
@@ -82,6 +83,7 @@ only removes its pairs.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Optional, Sequence, Tuple
@@ -235,6 +237,9 @@ class DirectionFinder:
         # Grid: fractional lag index of every (direction, pair).
         self._grid = _fibonacci_sphere(GRID_POINTS)
         self._grid_index = self._lag_index(self._grid)
+        self._work = None  # see _buffers
+        self._samples = np.empty((self.channels, int(round(WINDOW_S * rate))))
+        self._lock = threading.Lock()
 
     # -- SRP evaluation --------------------------------------------------
     def _lag_index(self, directions: np.ndarray):
@@ -294,7 +299,12 @@ class DirectionFinder:
         if stop - start < self.nfft // 2:
             raise ValueError(f"audio: {stop - start} samples from the onset on; at least {self.nfft // 2} "
                              f"({self.nfft / 2 / self.sample_rate * 1000:.0f} ms) are needed")
-        x = np.array(audio[start:stop].T, dtype=np.float64, order="C")  # (channels, samples)
+        with self._lock:  # one call at a time: the work arrays are shared
+            return self._estimate(audio, start, stop)
+
+    def _estimate(self, audio: np.ndarray, start: int, stop: int) -> Direction:
+        x = self._samples[:, :stop - start]  # (channels, samples)
+        np.copyto(x, audio[start:stop].T, casting="unsafe")
         if not np.all(np.isfinite(x)):
             raise ValueError("audio: non-finite samples (NaN or inf) in the window used")
         if not np.any(x):
@@ -310,6 +320,16 @@ class DirectionFinder:
         return Direction(self._canonical(d), float(np.clip(value / active, 0.0, 1.0)), self.resolved,
                          (start / self.sample_rate, stop / self.sample_rate))
 
+    def _buffers(self, frames: int):
+        """Work arrays for ``frames`` frames, kept between calls: allocating
+        these ~1 MB arrays afresh costs page faults worth more than the maths."""
+        if self._work is None or self._work[0].shape[1] != frames:
+            m, n, k = self.channels, self.nfft, self._cos.shape[0]
+            self._work = (np.empty((m, frames, n)), np.empty((m, frames, n // 2 + 1), complex),
+                          np.empty((k, m, frames), complex), np.empty((k, frames, m), complex),
+                          np.empty((k, m, m), complex))
+        return self._work
+
     def _gcc(self, x: np.ndarray):
         """Flattened (pairs x lags) coherence-weighted PHAT cross-correlations,
         each normalised by its total weight (so 1 = one coherent plane wave;
@@ -318,11 +338,14 @@ class DirectionFinder:
         n, hop = self.nfft, self.nfft // 2
         if x.shape[1] < n:
             x = np.concatenate([x, np.zeros((x.shape[0], n - x.shape[1]))], axis=1)
-        frames = np.lib.stride_tricks.sliding_window_view(x, n, axis=1)[:, ::hop] * self._window
-        spectra = np.fft.rfft(frames, axis=-1)[:, :, self._bins]  # (M, F, K)
-        by_bin = np.ascontiguousarray(spectra.transpose(2, 0, 1))  # (K, M, F)
+        view = np.lib.stride_tricks.sliding_window_view(x, n, axis=1)[:, ::hop]
+        frames, spectra, by_bin, conj_t, spectral = self._buffers(view.shape[1])
+        np.multiply(view, self._window, out=frames)
+        np.fft.rfft(frames, axis=-1, out=spectra)  # (M, F, bins)
+        np.copyto(by_bin, spectra[:, :, self._bins].transpose(2, 0, 1))  # (K, M, F)
+        np.conjugate(by_bin.transpose(0, 2, 1), out=conj_t)
+        np.matmul(by_bin, conj_t, out=spectral)  # (K, M, M), summed over frames
         i, j = self._pairs
-        spectral = np.matmul(by_bin, np.conj(by_bin.transpose(0, 2, 1)))  # (K, M, M), summed over frames
         cross = spectral[:, i, j].T  # (pairs, K)
         power = np.einsum("kmm->mk", spectral).real  # (M, K)
         # Weight of a bin: the pair's magnitude-squared coherence over the
