@@ -149,11 +149,18 @@ def room_noise(rng: np.random.Generator, n: int, sample_rate: int,
     hum = rng.uniform() < layout.hum_prob
     hum_amp, hum_phase = float(rng.uniform(*layout.hum_amplitude)), float(rng.uniform(0, 2 * np.pi))
     if hum:
-        t = np.arange(n) / sample_rate
-        wave = sum(w * np.sin(2 * np.pi * HUM_HZ * k * t + k * hum_phase)
-                   for k, w in ((1, 1.0), (2, 0.3), (3, 0.15)))
-        noise = noise + hum_amp * wave / 1.45
+        noise = noise + mains_hum(n, sample_rate, hum_amp, hum_phase)
     return noise, bool(hum)
+
+
+def mains_hum(n: int, sample_rate: int, amplitude: float, phase: float = 0.0,
+              hz: float = HUM_HZ) -> np.ndarray:
+    """``n`` samples of a steady mains hum: ``hz`` with its 2nd and 3rd
+    harmonics (weights 1, 0.3, 0.15), peak amplitude about ``amplitude``."""
+    t = np.arange(n) / sample_rate
+    wave = sum(w * np.sin(2 * np.pi * hz * k * t + k * phase)
+               for k, w in ((1, 1.0), (2, 0.3), (3, 0.15)))
+    return amplitude * wave / 1.45
 
 
 _room_noise = room_noise  # earlier name
