@@ -289,3 +289,21 @@ def client_context(namespace: str):
     finally:
         c.close()
         rclpy.try_shutdown(context=ctx)
+
+
+@contextlib.contextmanager
+def toy_node(namespace: str, *ros_args: str):
+    """The node on model/toy (CPU, no warm-up) in its own process, a :class:`Client`
+    on its own context, the model loaded; everything stopped afterwards."""
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = start_node("-p", "checkpoint:=model/toy", "-p", "device:=cpu", "-p", "warmup:=false", *ros_args,
+                      namespace=namespace)
+    client = Client(ctx, namespace=namespace)
+    try:
+        client.wait_loaded()
+        yield client
+    finally:
+        client.close()
+        stop(node)
+        rclpy.try_shutdown(context=ctx)

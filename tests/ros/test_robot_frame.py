@@ -14,7 +14,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from anyref_ros.data.toy_3d import Camera, Solid, render
 from anyref_ros.geometry import Intrinsics
 from anyref_ros.nodes.anyref.transforms import transform_stamped
@@ -30,7 +29,7 @@ from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import Marker, MarkerArray
 
-from node_harness import Client, anyref_status, start_node, stop
+from node_harness import Client, anyref_status, toy_node
 from testsupport import REPO
 
 NS = "/r3d"
@@ -113,24 +112,13 @@ def set_param(client: Client, name: str, value: str) -> None:
 
 @pytest.fixture(scope="module")
 def system():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = start_node("-p", "checkpoint:=model/toy", "-p", "device:=cpu", "-p", "target_frame:=base_link",
-                      "-p", "max_frame_age_s:=0.0", "-p", "warmup:=false", namespace=NS)
-    client = Client(ctx, namespace=NS)
-    try:
-        client.wait_loaded()
+    with toy_node(NS, "-p", "target_frame:=base_link", "-p", "max_frame_age_s:=0.0") as client:
         scene = Scene(client)
         outputs = {name: client.listen(kind, f"{NS}/anyref/{name}") for name, kind in (
             ("detections", Detection2DArray), ("detections_3d", Detection3DArray),
-            ("object_points", PointCloud2), ("markers", MarkerArray), ("results", None))
-            if kind is not None}
+            ("object_points", PointCloud2), ("markers", MarkerArray))}
         outputs["diagnostics"] = client.listen(DiagnosticArray, "/diagnostics")
         yield client, scene, outputs
-    finally:
-        client.close()
-        stop(node)
-        rclpy.try_shutdown(context=ctx)
 
 
 @pytest.fixture(scope="module")

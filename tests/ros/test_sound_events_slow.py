@@ -7,7 +7,6 @@ ring (3.5 s) has moved past the second sound, yet both are answered on
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest

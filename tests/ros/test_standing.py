@@ -13,7 +13,6 @@ import time
 
 import numpy as np
 import pytest
-import rclpy
 from anyref_ros.data.toy_render import COLOURS, render_exemplar
 from anyref_ros.nodes.conversions import image_to_numpy, mask_to_image, numpy_to_image
 from anyref_ros.srv import Segment, Watch
@@ -24,7 +23,7 @@ from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profi
 from sensor_msgs.msg import CameraInfo, Image
 from vision_msgs.msg import Detection2DArray, LabelInfo
 
-from node_harness import Client, start_node, stop
+from node_harness import Client, toy_node
 from testsupport import REPO
 
 NS = "/watch"
@@ -91,29 +90,19 @@ class MovingScene:
 
 @pytest.fixture(scope="module")
 def system():
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    node = start_node("-p", "checkpoint:=model/toy", "-p", "device:=cpu", "-p", "warmup:=false",
-                      "-p", "watch:=['red circle']", "-p", "max_watch:=9", namespace=NS)
-    client = Client(ctx, namespace=NS)
-    scene = None
-    try:
-        client.wait_loaded()
+    with toy_node(NS, "-p", "watch:=['red circle']", "-p", "max_watch:=9") as client:
         scene = MovingScene(client)
-        out = {"detections": client.listen(Detection2DArray, f"{NS}/anyref/detections"),
-               "labels": client.listen(Image, f"{NS}/anyref/labels"),
-               "target_pose": client.listen(PoseStamped, f"{NS}/anyref/target_pose")}
-        latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
-        out["label_info"] = []
-        client.node.create_subscription(LabelInfo, f"{NS}/anyref/label_info", out["label_info"].append, latched)
-        client.wait_for(lambda: [d for d in out["detections"] if d.detections], 60, "the first standing answer")
-        yield client, scene, out
-    finally:
-        if scene is not None:
+        try:
+            out = {"detections": client.listen(Detection2DArray, f"{NS}/anyref/detections"),
+                   "labels": client.listen(Image, f"{NS}/anyref/labels"),
+                   "target_pose": client.listen(PoseStamped, f"{NS}/anyref/target_pose"), "label_info": []}
+            latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
+            client.node.create_subscription(LabelInfo, f"{NS}/anyref/label_info", out["label_info"].append, latched)
+            client.wait_for(lambda: [d for d in out["detections"] if d.detections], 60, "the first standing answer")
+            yield client, scene, out
+        finally:
             scene.close()
-        client.close()
-        stop(node)
-        rclpy.try_shutdown(context=ctx)
 
 
 def iou(a, b) -> float:
