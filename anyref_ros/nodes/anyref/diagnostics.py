@@ -73,6 +73,8 @@ class Diagnostics:
                   "waiting_callers": self.queries.slots.used, "waiting_callers_max": self.queries.slots.size,
                   "pending_goals": self.refer.pending_goals,
                   "held_topic_queries": len(self.queries.held),
+                  "standing_queries": len(self.node.watching.list),
+                  "standing_frame_ms": f"{self.node.watching.last_frame_ms:.1f}",
                   "cached_frames": stats.get("cached_frames", 0),
                   **{k: stats.get(k, 0) for k in ("frames_encoded", "cache_hits", "batches", "mean_batch",
                                                   "max_batch_seen", "prefix_built", "prefix_used",

@@ -97,8 +97,8 @@ class Watching:
     def on_frame(self, frame) -> None:
         """From the image callback: the newest frame replaces one not yet taken."""
         with self._cond:
-            if self._frame is not None:
-                self.stats.inc("watch_frames_skipped")
+            if self._frame is not None and len(self.list):
+                self.stats.inc("watch_frames_skipped")  # the model was busy: the newest frame wins
             self._frame = frame
             self._cond.notify()
 
