@@ -84,7 +84,7 @@ from __future__ import annotations
 
 import math
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Optional, Sequence, Tuple
 
@@ -132,6 +132,34 @@ class Direction:
     confidence: float  #: normalised SRP at the peak, 0..1 (1 = one clean plane wave)
     resolved: str  #: "full", "hemisphere" (planar array) or "cone" (linear array); see the module doc
     window_s: Tuple[float, float]  #: the stretch of the clip used, seconds from its first sample
+    #: "hemisphere": the array plane's normal; "cone": the array's axis; "full": None
+    axis: Optional[np.ndarray] = None
+    #: the array's centre (mean of the microphone positions), in the audio frame
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
+
+    def alike(self, directions: np.ndarray) -> np.ndarray:
+        """Every direction the array hears alike with :attr:`vector`, for each
+        of ``directions`` (..., 3) unit vectors: the one of them mapped to the
+        side this estimate reports (mirrored through the array's plane, or
+        turned about its axis), so that ``alike(v) . vector`` is the cosine of
+        the angle between ``v`` and the sound as far as the array can tell."""
+        v = np.asarray(directions, dtype=np.float64)
+        if self.resolved == "hemisphere":
+            side = v @ self.axis
+            v = v - 2.0 * np.minimum(side, 0.0)[..., None] * self.axis
+        elif self.resolved == "cone":
+            u = np.clip(v @ self.axis, -1.0, 1.0)
+            across = self.vector - (self.vector @ self.axis) * self.axis
+            norm = np.linalg.norm(across)
+            across = across / norm if norm > 1e-9 else across
+            v = u[..., None] * self.axis + np.sqrt(1.0 - u * u)[..., None] * across
+        return v
+
+    def angle_deg(self, directions: np.ndarray) -> np.ndarray:
+        """Angle (degrees) between the sound and each of ``directions`` (..., 3),
+        up to what the array cannot resolve (see :meth:`alike`)."""
+        cos = np.clip(self.alike(directions) @ self.vector, -1.0, 1.0)
+        return np.degrees(np.arccos(cos))
 
     @property
     def azimuth_deg(self) -> float:
@@ -317,8 +345,10 @@ class DirectionFinder:
         values = (cc_flat[lo] * (1.0 - frac) + cc_flat[lo + 1] * frac).sum(axis=1)
         k = int(np.argmax(values))
         d, value = self._refine(cc_flat, self._grid[k], float(values[k]))
+        axis = {"hemisphere": getattr(self, "_normal", None), "cone": getattr(self, "_axis", None)}.get(self.resolved)
         return Direction(self._canonical(d), float(np.clip(value / active, 0.0, 1.0)), self.resolved,
-                         (start / self.sample_rate, stop / self.sample_rate))
+                         (start / self.sample_rate, stop / self.sample_rate), axis,
+                         self.mic_positions.mean(axis=0))
 
     def _buffers(self, frames: int):
         """Work arrays for ``frames`` frames, kept between calls: allocating

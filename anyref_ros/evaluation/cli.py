@@ -7,8 +7,12 @@
 Toy world (``--source toy``, default): held-out scenes ``0..N-1`` of
 ``ToyWorld(EVAL_SEED)``, a seed no training run uses, all four tasks in
 turn (text, exemplar, audio, region), then (unless ``--no-extra``) the text
-scenes again with absent-object queries ("text_absent") and the audio
-scenes with detector-window clips ("audio_offset", 0-0.5 s lead-in).
+scenes again with absent-object queries ("text_absent"), the audio
+scenes with detector-window clips ("audio_offset", 0-0.5 s lead-in), and
+as many microphone-array scenes of each direction kind
+(:mod:`anyref_ros.data.toy_direction`: "direction_alike", two identical
+objects of which one sounds; "direction_out_of_view", the sound from
+outside the field of view), answered with the sound's direction.
 Reported per task: referring cIoU and
 gIoU, for audio also AVS mIoU and F, for exemplar/audio/region the exact
 match of the generated name/description, for region also CIDEr-D and
@@ -49,7 +53,10 @@ def toy_samples(scenes: int, size=(160, 120), seg_token: str = "[SEG]", extra: b
     ``extra``: then, for each text scene, the same scene with an
     absent-object query (group "text_absent"), and for each audio scene, the
     same scene with a detector-window clip (``sound_layout="offset"``: room
-    noise lead-in of 0-0.5 s, sound of 0.8-2 s; group "audio_offset")."""
+    noise lead-in of 0-0.5 s, sound of 0.8-2 s; group "audio_offset"), then
+    as many microphone-array scenes of each kind of
+    :class:`~anyref_ros.data.toy_direction.ToyDirectionWorld` (groups
+    "direction_alike" and "direction_out_of_view")."""
     from ..data.toy import EVAL_SEED, ToyWorld
 
     world = ToyWorld(EVAL_SEED, size=tuple(size), seg_token=seg_token)
@@ -69,13 +76,19 @@ def toy_samples(scenes: int, size=(160, 120), seg_token: str = "[SEG]", extra: b
         sample = windowed.sample(i, "audio")
         sample.metadata["eval_group"] = "audio_offset"
         yield sample
+    from ..data.toy_direction import KINDS, ToyDirectionWorld
+
+    heard = ToyDirectionWorld(EVAL_SEED, size=tuple(size), seg_token=seg_token)
+    for kind in KINDS:
+        for i in range(len(range(TOY_TASK_ORDER.index("audio"), scenes, len(TOY_TASK_ORDER)))):
+            yield heard.sample(i, kind)
 
 
 def toy_sample_count(scenes: int, extra: bool = True) -> int:
     """How many samples ``toy_samples`` yields."""
     n = len(TOY_TASK_ORDER)
     quarter = lambda k: len(range(k, scenes, n))  # noqa: E731
-    return scenes + (quarter(TOY_TASK_ORDER.index("text")) + quarter(TOY_TASK_ORDER.index("audio"))
+    return scenes + (quarter(TOY_TASK_ORDER.index("text")) + 3 * quarter(TOY_TASK_ORDER.index("audio"))
                      if extra else 0)
 
 

@@ -29,6 +29,20 @@ referents); ``evaluate`` pools them over all tasks in ``overall``.  Samples
 are grouped by ``metadata["eval_group"]`` when set (e.g. "text_absent",
 "audio_offset"), else by task; a sound with ``metadata["sound"]`` (windowed
 clips) adds the name's exact match per lead-in range.
+
+Sounds heard by a microphone array (``metadata["array"]``, the toy world's
+:mod:`~anyref_ros.data.toy_direction` scenes) are answered as the node
+answers a sound event with ``mic_positions`` set: the mono mix goes to the
+model, the array's clip to :func:`~anyref_ros.audio.direction.estimate_direction`,
+and :func:`~anyref_ros.spatial.sound_source.choose_source` joins the two
+(re-asking the model on a crop when needed). Their groups also report
+``direction_error_median_deg`` (the estimate against the true direction, up
+to what the array cannot resolve), ``right_object`` (share of in-view scenes
+whose answer has IoU >= 0.6 with the sounding object), the same share for
+the model's mask alone (``right_object_without_direction``),
+``out_of_view_reported`` (share of out-of-view scenes answered not found
+with the direction set) and ``reasked`` (share of scenes that needed a
+second model call).
 """
 
 from __future__ import annotations
@@ -76,6 +90,20 @@ def inclusive_to_exclusive(box):
 LEAD_IN_BINS = ((-1.0, 0.0), (0.0, 0.1), (0.1, 0.3), (0.3, 0.6))
 
 
+#: IoU at which an answer is the right one of two alike objects.
+RIGHT_OBJECT_IOU = 0.6
+
+
+@dataclass
+class Heard:
+    """What the direction added to an answer (array-audio samples only)."""
+
+    error_deg: Optional[float]  # None: no direction could be estimated
+    raw_mask: np.ndarray  # the model's own mask, before the direction chose
+    in_view: bool
+    reasked: bool
+
+
 @dataclass
 class Prediction:
     mask: np.ndarray
@@ -83,10 +111,48 @@ class Prediction:
     answer: str
     found: bool = True
     score: float = 0.0
+    heard: Optional[Heard] = None
+
+
+def predict_heard(pipe, sample: Sample) -> Prediction:
+    """The answer to a sound heard by an array (see the module docstring)."""
+    from ..audio.direction import NoDirection, estimate_direction
+    from ..audio.signal import to_mono
+    from ..geometry import Intrinsics
+    from ..spatial.sound_source import Heard as HeardDirection, choose_source
+
+    array = sample.metadata["array"]
+    mono = to_mono(sample.audio)
+    r = pipe.segment(sample.image, audio=mono, sample_rate=sample.sample_rate)
+    found, score = bool(getattr(r, "found", r.mask.any())), float(getattr(r, "score", 0.0))
+    fx, fy, cx, cy, w, h = array["camera"]
+    k = Intrinsics(fx, fy, cx, cy, int(w), int(h))
+    try:
+        direction = estimate_direction(sample.audio, sample.sample_rate, array["mic_positions"], array["onset_s"])
+    except NoDirection:
+        return Prediction(mask=r.mask, text=r.text, answer=r.answer, found=found, score=score,
+                          heard=Heard(None, r.mask, bool(array["in_view"]), False))
+    heard = HeardDirection.in_camera(direction, np.asarray(array["audio_to_camera"]))
+
+    def ask(box):
+        x0, y0, x1, y1 = box
+        again = pipe.segment(np.ascontiguousarray(sample.image[y0:y1, x0:x1]), audio=mono,
+                             sample_rate=sample.sample_rate)
+        full = np.zeros(sample.image.shape[:2], dtype=bool)
+        full[y0:y1, x0:x1] = again.mask
+        return full
+
+    choice = choose_source(r.mask if found else np.zeros_like(r.mask, dtype=bool), heard, k, ask=ask)
+    error = float(heard.direction.angle_deg(np.asarray(array["direction"])))
+    return Prediction(mask=choice.mask, text=r.text, answer=r.answer, found=choice.found,
+                      score=score if choice.found else 0.0,
+                      heard=Heard(error, r.mask, choice.in_view, choice.reasked))
 
 
 def predict(pipe, sample: Sample) -> Prediction:
     """The pipeline's answer to ``sample`` (see the module docstring)."""
+    if "array" in sample.metadata:
+        return predict_heard(pipe, sample)
     if sample.task == "text":
         r = pipe.segment(sample.image, text=sample.query)
     elif sample.task == "exemplar":
@@ -114,6 +180,7 @@ class TaskScores:
     found: FoundAccumulator = field(default_factory=FoundAccumulator)
     lead_ins: List[tuple] = field(default_factory=list)  # (onset s, name right) of windowed sounds
     gres: GeneralisedReferringAccumulator = field(default_factory=GeneralisedReferringAccumulator)
+    heard: List[tuple] = field(default_factory=list)  # (error deg, right, right without, reported, reasked)
 
     def add(self, task: str, sample: Sample, pred: Prediction) -> float:
         gt = sample.mask
@@ -132,10 +199,37 @@ class TaskScores:
                 self.flush()
                 self.video = video
             self.frames.append((pred.mask.astype(np.float64), gt))
+        if pred.heard is not None:
+            self._add_heard(sample, pred, score)
         if task in GREEDY_TASKS and sample.description is not None:
             self.texts.append(pred.text)
             self.references.append(sample.description)
         return score
+
+    def _add_heard(self, sample: Sample, pred: Prediction, iou: float) -> None:
+        gt, h = sample.mask, pred.heard
+        present = bool(gt.any())
+        raw_iou = float((h.raw_mask & gt).sum() / max(1, (h.raw_mask | gt).sum())) if present else 0.0
+        self.heard.append((h.error_deg, present and pred.found and iou >= RIGHT_OBJECT_IOU,
+                           present and raw_iou >= RIGHT_OBJECT_IOU,
+                           not present and not pred.found and not h.in_view and h.error_deg is not None,
+                           h.reasked, present))
+
+    def _heard_summary(self) -> Dict[str, object]:
+        errors = [e for e, *_ in self.heard if e is not None]
+        present = [row for row in self.heard if row[5]]
+        absent = [row for row in self.heard if not row[5]]
+        out: Dict[str, object] = {
+            "direction_error_median_deg": float(np.median(errors)) if errors else float("nan"),
+            "direction_error_p90_deg": float(np.percentile(errors, 90)) if errors else float("nan"),
+            "no_direction": len(self.heard) - len(errors),
+            "reasked": float(np.mean([row[4] for row in self.heard]))}
+        if present:
+            out["right_object"] = float(np.mean([row[1] for row in present]))
+            out["right_object_without_direction"] = float(np.mean([row[2] for row in present]))
+        if absent:
+            out["out_of_view_reported"] = float(np.mean([row[3] for row in absent]))
+        return out
 
     def flush(self) -> None:
         if self.frames:
@@ -149,6 +243,8 @@ class TaskScores:
             avs = self.avs.summary()
             out.update(mIoU=avs["mIoU"], F=avs["F"])
         out.update(self.found.summary())
+        if self.heard:
+            out.update(self._heard_summary())
         if self.gres.count:
             gres = self.gres.summary()
             out.update({k: gres[k] for k in ("gIoU", "cIoU", "N-acc", "T-acc")})

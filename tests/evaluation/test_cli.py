@@ -24,7 +24,10 @@ TOY_CHECKPOINT = Path(__file__).resolve().parents[2] / "model" / "toy"
 TOY_THRESHOLDS = {("text", "cIoU"): 0.75, ("exemplar", "cIoU"): 0.90,
                   ("audio", "mIoU"): 0.90, ("audio_offset", "mIoU"): 0.90,
                   ("audio_offset", "exact_match"): 0.90, ("region", "exact_match"): 0.90,
-                  ("text_absent", "no_target_accuracy"): 0.80}
+                  ("text_absent", "no_target_accuracy"): 0.80,
+                  # issue 16's targets: the sounding one of two alike objects, out-of-view sounds reported
+                  ("direction_alike", "right_object"): 0.90,
+                  ("direction_out_of_view", "out_of_view_reported"): 0.95}
 TOY_OVERALL = {"target_accuracy": 0.95, "score_spearman": 0.30}
 
 
@@ -39,7 +42,10 @@ class Oracle:
         self.calls = []
 
     def _reply(self, image, kind, **kwargs):
-        sample = self.by_image[id(image)]
+        sample = self.by_image.get(id(image))
+        if sample is None:  # a crop of a scene (re-asked around a sound's direction): nothing there
+            self.calls.append((kind, "crop", kwargs))
+            return type("R", (), {"mask": np.zeros(image.shape[:2], bool), "text": "", "answer": ""})()
         self.calls.append((kind, sample.task, kwargs))
         mask = sample.mask if self.quality != "empty" else np.zeros_like(sample.mask)
         text = sample.description or ""
@@ -59,7 +65,7 @@ def samples():
     return list(toy_samples(8, (64, 48)))
 
 
-EXTRA = {"text_absent", "audio_offset"}
+EXTRA = {"text_absent", "audio_offset", "direction_alike", "direction_out_of_view"}
 
 
 def test_toy_samples_are_held_out_and_cycle_tasks(samples):
@@ -67,15 +73,18 @@ def test_toy_samples_are_held_out_and_cycle_tasks(samples):
     assert all(s.metadata["seed"] == EVAL_SEED for s in samples)
     # then the text scenes with absent-object queries, the audio scenes with windowed clips
     extra = samples[8:]
-    assert [s.metadata["eval_group"] for s in extra] == ["text_absent"] * 2 + ["audio_offset"] * 2
-    assert [s.metadata["index"] for s in extra] == [0, 4, 2, 6]
+    assert [s.metadata["eval_group"] for s in extra] == (["text_absent"] * 2 + ["audio_offset"] * 2
+                                                         + ["direction_alike"] * 2 + ["direction_out_of_view"] * 2)
+    assert [s.metadata["index"] for s in extra] == [0, 4, 2, 6, 0, 1, 0, 1]
+    for s in extra[4:]:  # microphone-array sounds: one channel per microphone
+        assert s.audio.shape[1] == len(s.metadata["array"]["mic_positions"])
     for s in extra[:2]:
         assert s.metadata["absent"] and s.masks == [] and "[SEG]" not in s.answer
         assert np.array_equal(s.image, samples[s.metadata["index"]].image)
-    for s in extra[2:]:
+    for s in extra[2:4]:
         assert 0.0 <= s.metadata["sound"]["onset"] <= 0.5
         assert s.description == samples[s.metadata["index"]].description
-    assert toy_sample_count(8) == 12 and toy_sample_count(8, extra=False) == 8
+    assert toy_sample_count(8) == 16 and toy_sample_count(8, extra=False) == 8
     assert len(list(toy_samples(8, (64, 48), extra=False))) == 8
 
 
@@ -93,7 +102,11 @@ def test_perfect_predictions_score_one(samples):
     assert sum(v["count"] for v in tasks["audio_offset"]["exact_match_by_lead_in"].values()) == 2
     assert "exact_match" not in tasks["text"] and "exact_match" not in tasks["text_absent"]
     assert tasks["region"]["CIDEr-D"] > 0 and "METEOR" in tasks["region"]
-    assert len(result["grid"]) == 6
+    assert len(result["grid"]) == 8
+    # the sound's direction picks the sounding one of two alike objects and reports out-of-view sounds
+    alike, away = tasks["direction_alike"], tasks["direction_out_of_view"]
+    assert alike["right_object"] == 1.0 and alike["direction_error_median_deg"] < 5.0
+    assert away["out_of_view_reported"] == 1.0 and away["no_target_accuracy"] == 1.0
     # found what is there, and nothing where nothing is
     assert tasks["text"]["target_accuracy"] == 1.0 and tasks["text_absent"]["no_target_accuracy"] == 1.0
     assert result["overall"]["target_accuracy"] == 1.0 and result["overall"]["no_target_accuracy"] == 1.0
@@ -111,7 +124,7 @@ def test_perfect_predictions_score_one(samples):
 def test_empty_and_wrong_predictions(samples):
     result = evaluate(Oracle(samples, "empty"), samples)
     tasks = result["tasks"]
-    assert all(t["cIoU"] == 0.0 for name, t in tasks.items() if name != "text_absent")
+    assert all(t["cIoU"] == 0.0 for name, t in tasks.items() if name not in ("text_absent", "direction_out_of_view"))
     assert tasks["audio"]["mIoU"] == 0.0
     assert tasks["text_absent"]["no_target_accuracy"] == 1.0  # nothing found, rightly
     assert result["overall"]["target_accuracy"] == 0.0 and "score_spearman" not in result["overall"]
@@ -124,7 +137,7 @@ def test_cli_writes_json_and_grid(tmp_path, capsys):
     assert main(["--preset", "tiny", "--scenes", "8", "--output", str(out), "--grid", str(grid),
                  "--grid-per-task", "1", "--threads", "2"]) == 0
     report = json.loads(out.read_text())
-    assert report["samples"] == 12 and report["seed"] == EVAL_SEED
+    assert report["samples"] == 16 and report["seed"] == EVAL_SEED
     assert set(report["tasks"]) == set(TOY_TASK_ORDER) | EXTRA
     assert {"target_accuracy", "no_target_accuracy"} <= set(report["overall"])
     assert Image.open(grid).size[1] > 0
