@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional, Union
 
-Value = Union[str, int, float, bool, tuple]  # a tuple: a string array
+Value = Union[str, int, float, bool, tuple]  # a tuple: an array of ``item``
 
 
 @dataclass(frozen=True)
@@ -17,6 +17,7 @@ class Param:
     range: Optional[tuple[float, float]] = None  # inclusive; ints or floats by the default's type
     choices: Optional[tuple[str, ...]] = None
     live: bool = False  # True: a change takes effect at the next query; else at the next configure/activate
+    item: type = str  # the element type of an array parameter (a tuple default): str or float
 
 
 PARAMS: tuple[Param, ...] = (
@@ -126,6 +127,17 @@ PARAMS: tuple[Param, ...] = (
     Param("sound_event_pre_roll_s", 0.25,
           "The 2 s of audio a sound event's query uses start this long before its onset.",
           range=(0.0, 1.0), live=True),
+    Param("mic_positions", (),
+          "x, y, z of each audio channel's microphone in metres (3 numbers per channel, channel 0 first, "
+          "every number with a decimal point), in the frame named by the audio headers' frame_id; [] = no "
+          "direction. With it, every sound event on audio of that many channels gets its direction "
+          "(~/sound_direction, Referral.direction) and its answer is the object in that direction, or "
+          "not found when the sound came from outside the camera's view. Example arrays: "
+          "config/mic_arrays.yaml.", item=float),
+    Param("sound_direction_tolerance_deg", 20.0,
+          "A sound event's answer is the masked object nearest the sound's direction, at most this far "
+          "from it; when none is that near, the model is asked again on a crop around the direction.",
+          range=(1.0, 90.0), live=True),
     Param("marker_lifetime_s", 2.0, "Lifetime of the RViz markers of an answer (0: forever).",
           range=(0.0, 3600.0), live=True),
     Param("warmup", True, "Run one query on a blank image at activation, so the first real one is not slow."),

@@ -58,15 +58,19 @@ HARD_CAP = 96000 * 60
 GAP_TOLERANCE_S = 0.25
 
 
-def check_chunk(samples, rate, stamp_s, name: str = "samples") -> Tuple[np.ndarray, int, float]:
-    """Validate one pushed/fed chunk; return (float32 1-D samples, int rate, float stamp).
+def check_chunk(samples, rate, stamp_s, name: str = "samples",
+                multichannel: bool = False) -> Tuple[np.ndarray, int, float]:
+    """Validate one pushed/fed chunk; return (float32 samples, int rate, float stamp).
 
     ``samples`` must be a 1-D float or integer numpy array (integers are taken
     as already scaled values; use :func:`signal.to_mono` for PCM) with finite
-    values; ``rate`` an integer in the accepted range; ``stamp_s`` a finite
-    number >= 0. Raises ValueError saying what is wrong.
+    values (``multichannel``: also (frames, channels), 1..32 channels);
+    ``rate`` an integer in the accepted range; ``stamp_s`` a finite number
+    >= 0. Raises ValueError saying what is wrong.
     """
-    if not isinstance(samples, np.ndarray) or samples.ndim != 1 or samples.dtype.kind not in "fiu":
+    shape_ok = isinstance(samples, np.ndarray) and (
+        samples.ndim == 1 or (multichannel and samples.ndim == 2 and 1 <= samples.shape[1] <= 32))
+    if not shape_ok or samples.dtype.kind not in "fiu":
         raise ValueError(f"{name}: expected a 1-D float32 numpy array of mono samples (use "
                          f"signal.to_mono for multi-channel or PCM), got {type(samples).__name__} "
                          f"with shape {getattr(samples, 'shape', None)}")
@@ -125,12 +129,14 @@ class StreamClock:
 
 
 class AudioRing:
-    """Last ``max_seconds`` of a mono stream, indexed by capture time.
+    """Last ``max_seconds`` of a mono or multi-channel stream, indexed by capture time.
 
     ``AudioRing(max_seconds, max_samples=HARD_CAP, gap_tolerance_s=0.25)``.
 
     * ``push(samples, rate, stamp_s)``: append a mono float32 chunk whose
-      first sample was captured at ``stamp_s``. A change of ``rate`` clears
+      first sample was captured at ``stamp_s`` ((frames,) or (frames,
+      channels): reads return the same layout; ``max_samples`` counts
+      samples of every channel). A change of layout or of ``rate`` clears
       the buffer and restarts it at the new rate; so does a stamp gap or
       backward jump beyond ``gap_tolerance_s`` (module docstring). A chunk
       longer than the capacity keeps its last samples. Bad chunks (wrong
@@ -156,23 +162,30 @@ class AudioRing:
         self.max_samples = int(max_samples)
         self._clock = StreamClock(gap_tolerance_s)
         self._lock = threading.Lock()
-        self._buf = np.zeros(0, dtype=np.float32)
+        self._buf = np.zeros((0, 1), dtype=np.float32)  # (frames, channels)
+        self._layout = None  # () for a mono ring, (channels,) for a multi-channel one
         self._write = 0  # index of the next sample to write
         self._count = 0  # samples held
         self._end = 0.0  # time just after the newest sample
 
     # ------------------------------------------------------------------ writing
     def push(self, samples: np.ndarray, rate: int, stamp_s: float) -> None:
-        samples, rate, stamp = check_chunk(samples, rate, stamp_s)
+        samples, rate, stamp = check_chunk(samples, rate, stamp_s, multichannel=True)
         n = samples.shape[0]
         if n == 0:
             return
+        layout = samples.shape[1:]
+        samples = samples.reshape(n, -1)
         with self._lock:
+            if layout != self._layout and self._layout is not None:
+                self._clock.reset()  # another channel count: a new stream
+            self._layout = layout
             start, restarted = self._clock.advance(n, rate, stamp)
             if restarted:
-                cap = min(int(math.ceil(self.max_seconds * rate)), self.max_samples)
-                if self._buf.shape[0] != cap:
-                    self._buf = np.zeros(cap, dtype=np.float32)
+                channels = samples.shape[1]
+                cap = max(1, min(int(math.ceil(self.max_seconds * rate)), self.max_samples // channels))
+                if self._buf.shape != (cap, channels):
+                    self._buf = np.zeros((cap, channels), dtype=np.float32)
                 self._write = 0
                 self._count = 0
             cap = self._buf.shape[0]
@@ -192,7 +205,8 @@ class AudioRing:
         """Forget everything, including the rate and the timeline."""
         with self._lock:
             self._clock.reset()
-            self._buf = np.zeros(0, dtype=np.float32)
+            self._buf = np.zeros((0, 1), dtype=np.float32)
+            self._layout = None
             self._write = 0
             self._count = 0
             self._end = 0.0
@@ -225,22 +239,29 @@ class AudioRing:
         with self._lock:
             return self._end - (self._count / self._clock.rate if self._clock.rate else 0.0)
 
+    @property
+    def channels(self) -> int:
+        """Channels of the stream held (1 for mono; 0 before the first chunk)."""
+        with self._lock:
+            return 0 if self._layout is None else (self._layout[0] if self._layout else 1)
+
     def _copy_last(self, k: int, skip_newest: int = 0) -> np.ndarray:
-        """Copy of ``k`` samples ending ``skip_newest`` samples before the newest."""
+        """Copy of ``k`` samples ending ``skip_newest`` samples before the newest, in the pushed layout."""
         cap = self._buf.shape[0]
         if k <= 0 or cap == 0:
-            return np.zeros(0, dtype=np.float32)
-        a = (self._write - skip_newest - k) % cap
-        if a + k <= cap:
-            return self._buf[a: a + k].copy()
-        return np.concatenate([self._buf[a:], self._buf[: a + k - cap]])
+            out = np.zeros((0, self._buf.shape[1]), dtype=np.float32)
+        else:
+            a = (self._write - skip_newest - k) % cap
+            out = self._buf[a: a + k].copy() if a + k <= cap else \
+                np.concatenate([self._buf[a:], self._buf[: a + k - cap]])
+        return out[:, 0] if self._layout in (None, ()) else out
 
     def latest(self, seconds: float) -> Tuple[np.ndarray, int, float]:
         """The newest ``seconds`` of audio (or all that is held)."""
         with self._lock:
             rate = self._clock.rate
             if not rate or not seconds > 0:
-                return np.zeros(0, dtype=np.float32), rate, self._end
+                return self._copy_last(0), rate, self._end
             k = min(self._count, int(round(min(float(seconds), self.max_seconds) * rate)))
             return self._copy_last(k), rate, self._end - k / rate
 
@@ -253,7 +274,7 @@ class AudioRing:
         with self._lock:
             rate = self._clock.rate
             if not rate:
-                return np.zeros(0, dtype=np.float32), rate, t0
+                return self._copy_last(0), rate, t0
             start = self._end - self._count / rate
             i0 = min(max(int(round((t0 - start) * rate)), 0), self._count)
             i1 = min(max(int(round((t1 - start) * rate)), i0), self._count)

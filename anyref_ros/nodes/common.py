@@ -28,7 +28,7 @@ def descriptor(p: Param) -> ParameterDescriptor:
         text += f" One of: {', '.join(p.choices)}."
     d = ParameterDescriptor(description=text)
     if isinstance(p.default, tuple):
-        d.type = ParameterType.PARAMETER_STRING_ARRAY
+        d.type = ParameterType.PARAMETER_DOUBLE_ARRAY if p.item is float else ParameterType.PARAMETER_STRING_ARRAY
     if p.range is not None and not isinstance(p.default, bool):
         if isinstance(p.default, int):
             d.integer_range = [IntegerRange(from_value=int(p.range[0]), to_value=int(p.range[1]), step=1)]
@@ -40,10 +40,11 @@ def descriptor(p: Param) -> ParameterDescriptor:
 def declare_parameters(node, params: Iterable[Param]) -> None:
     """Declare every parameter of a table on ``node``."""
     for p in params:
-        if isinstance(p.default, tuple):  # a string array: typed (an empty list has no type of its own)
-            node.declare_parameter(p.name, Parameter.Type.STRING_ARRAY, descriptor(p))
+        if isinstance(p.default, tuple):  # an array: typed (an empty list has no type of its own)
+            kind = Parameter.Type.DOUBLE_ARRAY if p.item is float else Parameter.Type.STRING_ARRAY
+            node.declare_parameter(p.name, kind, descriptor(p))
             if node.get_parameter_or(p.name, None).type_ == Parameter.Type.NOT_SET:
-                node.set_parameters([Parameter(p.name, Parameter.Type.STRING_ARRAY, list(p.default))])
+                node.set_parameters([Parameter(p.name, kind, list(p.default))])
         else:
             node.declare_parameter(p.name, p.default, descriptor(p))
 

@@ -106,7 +106,8 @@ def test_bad_chunks_leave_state_untouched():
     ring.push(ramp(0, 100), 16000, 1.0)
     for bad, rate, stamp in [(np.array([0.0, np.nan], np.float32), 16000, 2.0),
                              (np.array([np.inf], np.float32), 16000, 2.0),
-                             (np.zeros((10, 2), np.float32), 16000, 2.0),
+                             (np.zeros((10, 2, 1), np.float32), 16000, 2.0),
+                             (np.zeros((10, 33), np.float32), 16000, 2.0),
                              ([0.0, 1.0], 16000, 2.0),
                              (np.zeros(10, np.float32), 16000.0, 2.0),
                              (np.zeros(10, np.float32), 16000, float("nan")),
@@ -118,6 +119,22 @@ def test_bad_chunks_leave_state_untouched():
     np.testing.assert_array_equal(ring.latest(1)[0], ramp(0, 100))
     ring.clear()
     assert ring.rate == 0 and ring.duration == 0.0 and ring.latest(1)[0].size == 0
+
+
+def test_multichannel_stream_keeps_its_channels_and_a_new_layout_restarts():
+    """A microphone array's chunks (frames, channels) are held as they are
+    (for direction finding); the sample cap counts every channel; a chunk
+    with another channel count (or mono) starts a new stream."""
+    ring = AudioRing(1.0, max_samples=4 * 8000)
+    chunk = np.stack([ramp(0, 16000) * (c + 1) for c in range(4)], axis=1)
+    ring.push(chunk, 16000, 5.0)
+    assert ring.channels == 4 and ring.capacity == 8000 and ring.duration == 0.5
+    held, rate, start = ring.window(5.75, 6.0)
+    assert held.shape == (4000, 4) and rate == 16000 and start == pytest.approx(5.75)
+    np.testing.assert_array_equal(held, chunk[12000:16000])
+    ring.push(ramp(0, 1600), 16000, 6.0)  # mono now: a new stream
+    assert ring.channels == 1 and ring.restarts == 0 and ring.latest(1)[0].shape == (1600,)
+    assert ring.window(5.0, 6.0)[0].shape == (0,)
 
 
 def test_constructor_checks():

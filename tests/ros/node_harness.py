@@ -291,6 +291,33 @@ def client_context(namespace: str):
         rclpy.try_shutdown(context=ctx)
 
 
+def audio_player(folder, topic: str, rate: int):
+    """A function ``play(samples, name)`` that publishes ``samples`` ((n,) or
+    (n, channels) float32 at ``rate``) on ``topic`` in real time from the
+    audio publisher helper (tests/helpers/audio_publisher.py), returning once
+    it is done with the ROS time of the first sample."""
+    import numpy as np
+
+    from testsupport import spawn_helper, stop_process
+
+    def play(samples, name: str) -> float:
+        path = folder / f"{name}.npy"
+        np.save(path, np.asarray(samples, dtype=np.float32))
+        proc = spawn_helper("audio_publisher", topic, str(path), str(rate))
+        start = None
+        deadline = time.monotonic() + 60 + len(samples) / rate
+        for line in proc.stdout:
+            if line.startswith("start "):
+                start = float(line.split()[1])
+            if line.strip() == "done" or time.monotonic() > deadline:
+                break
+        stop_process(proc)
+        assert start is not None, "the audio publisher did not start"
+        return start
+
+    return play
+
+
 @contextlib.contextmanager
 def toy_node(namespace: str, *ros_args: str):
     """The node on model/toy (CPU, no warm-up) in its own process, a :class:`Client`

@@ -21,7 +21,7 @@ from anyref_ros.data.toy_audio import SAMPLE_RATE
 from anyref_ros.msg import Referral
 from anyref_ros.nodes.conversions import image_to_mask
 
-from node_harness import Client, scene_switcher, start_node, stop
+from node_harness import Client, audio_player, scene_switcher, start_node, stop
 from testsupport import REPO, spawn_helper, stop_process
 
 SEED = 11  # as test_node_toy: not a training seed
@@ -51,21 +51,7 @@ def hearing(tmp_path_factory):
         switch(f"audio {index}")
         return world.sample(index, "audio")
 
-    def play(samples: np.ndarray, name: str) -> float:
-        """Publish ``samples`` (16 kHz) in real time; the ROS time of the first sample."""
-        path = folder / f"{name}.npy"
-        np.save(path, samples.astype(np.float32))
-        proc = spawn_helper("audio_publisher", f"{NS}/audio", str(path), str(SAMPLE_RATE))
-        start = None
-        deadline = time.monotonic() + 60 + samples.shape[0] / SAMPLE_RATE
-        for line in proc.stdout:
-            if line.startswith("start "):
-                start = float(line.split()[1])
-            if line.strip() == "done" or time.monotonic() > deadline:
-                break
-        stop_process(proc)
-        assert start is not None, "the audio publisher did not start"
-        return start
+    play = audio_player(folder, f"{NS}/audio", SAMPLE_RATE)
 
     try:  # (a failed set-up stops the processes too)
         show(0)

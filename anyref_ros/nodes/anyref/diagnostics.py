@@ -83,6 +83,9 @@ class Diagnostics:
                   "target_frame": self.node.param("target_frame") or "(camera frame)",
                   "tf_backend": self.node.transforms.backend,
                   "last_3d_problem": self.node.publishing.space.last_problem or "none",
+                  "microphones": 0 if self.hearing.mics is None else len(self.hearing.mics),
+                  "audio_channels": self.hearing.audio.channels,
+                  "last_direction_problem": self.node.sound.direction.last_problem or "none",
                   "device_memory_mb": f"{device_memory_mb(model.device):.1f}"}
         for name, recent in (("camera_callback_ms", self.intake.callback_ms), ("camera_delay_ms", self.intake.delay_ms)):
             p50, p99 = recent.percentiles(50, 99)

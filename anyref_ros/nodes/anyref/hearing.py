@@ -1,7 +1,9 @@
 """Audio input of the anyref node.
 
 ``audio`` (anyref_ros/AudioChunk): ``s16le``/``f32le``, 8-96 kHz, any channel
-count (mixed to mono). Sizes are checked before decoding; a malformed chunk
+count (mixed to mono for the model and the sound-event detector; with
+``mic_positions`` set, chunks of that many channels are kept as they are,
+for the sound's direction). Sizes are checked before decoding; a malformed chunk
 (other rate or encoding, 0 channels, a length that is not whole frames,
 NaN/inf samples, longer than :data:`MAX_CHUNK_SECONDS`) is dropped with a
 throttled warning and counted (``audio_chunks_dropped``). Good chunks go
@@ -16,13 +18,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 from rclpy.qos import qos_profile_sensor_data
 
+from anyref_ros.audio.direction import DirectionFinder, mic_positions_from_flat
 from anyref_ros.audio.events import EventConfig, SoundEventDetector
 from anyref_ros.audio.ring import AudioRing
+from anyref_ros.audio.signal import to_mono
 from anyref_ros.msg import AudioChunk
 from anyref_ros.nodes import conversions as conv
 
@@ -51,11 +55,18 @@ class Hearing:
         self.sub = None
         self.audio = AudioRing(RING_MIN_S)
         self.detector = SoundEventDetector()
+        self.mics: Optional[np.ndarray] = None  # (channels, 3): mic_positions, None = no direction
+        self.frame_id = ""  # frame_id of the newest chunk's header: the frame of mic_positions
 
     def subscribe(self, group) -> None:
         p = self.node.param
         config = EventConfig(threshold_db=p("sound_event_threshold_db"), min_duration_s=p("sound_event_min_duration_s"),
                              refractory_s=p("sound_event_refractory_s"))  # ValueError: contradicting parameters
+        mics = None
+        if len(p("mic_positions")):
+            mics = mic_positions_from_flat(p("mic_positions"))
+            DirectionFinder(mics, 16000)  # ValueError: a geometry that is no microphone array
+        self.mics = mics
         with self._lock:
             self.audio = AudioRing(max(p("audio_window_s"), RING_MIN_S))
             self.detector = SoundEventDetector(config)
@@ -76,12 +87,24 @@ class Hearing:
     @guarded("audio")
     def on_audio(self, msg: AudioChunk) -> None:
         try:
-            mono, rate = decode_audio(msg, MAX_CHUNK_SECONDS)
+            samples, rate = conv.audio_to_numpy(msg, MAX_CHUNK_SECONDS, rates=AUDIO_RATES)
+            mono = to_mono(samples)
             stamp = stamp_seconds(msg.header)
             if stamp == 0.0:  # a driver without a clock: the chunk ends now
                 stamp = max(0.0, self.node.now() - mono.shape[0] / rate)
+            kept = mono
+            if self.mics is not None:
+                if samples.shape[1] == len(self.mics):
+                    kept = samples
+                else:
+                    self.stats.inc("audio_channel_mismatch")
+                    self.log("warning", "audio-channels",
+                             f"audio has {samples.shape[1]} channel(s) but mic_positions gives {len(self.mics)} "
+                             "microphones: sound events get no direction; publish every channel of the array "
+                             "or fix mic_positions")
             with self._lock:
-                self.audio.push(mono, rate, stamp)
+                self.audio.push(kept, rate, stamp)
+                self.frame_id = msg.header.frame_id
                 events = self.detector.feed(mono, rate, stamp) if self.node.param("sound_events") else []
         except ValueError as exc:
             self.stats.inc("audio_chunks_dropped")
@@ -93,12 +116,16 @@ class Hearing:
             self._on_sound(event)
 
     def last(self, seconds: float) -> tuple[np.ndarray, int]:
-        """The newest ``seconds`` of audio and its rate; QueryError when there is none."""
+        """The newest ``seconds`` of audio (mono) and its rate; QueryError when there is none."""
         samples, rate, _ = self.audio.latest(seconds)
         if samples.size == 0:
             raise QueryError("no audio has arrived on the audio topic yet (anyref_ros/AudioChunk, "
                              f"s16le or f32le, {AUDIO_RATES[0]}-{AUDIO_RATES[1]} Hz)")
-        return samples, rate
+        return to_mono(samples) if samples.ndim == 2 else samples, rate
+
+    def array_clip(self, samples: np.ndarray) -> bool:
+        """Whether ``samples`` (a stretch of the ring) holds every microphone of ``mic_positions``."""
+        return self.mics is not None and samples.ndim == 2 and samples.shape[1] == len(self.mics)
 
     def wait_until(self, t_end: float, deadline: float, stop: threading.Event) -> None:
         """Block until the ring holds audio up to ``t_end`` (stream seconds),

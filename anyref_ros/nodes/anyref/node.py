@@ -73,7 +73,7 @@ class AnyRefNode(LifecycleNode):
         self.hearing = Hearing(self, on_sound=lambda event: self.sound.on_event(event))
         self.transforms = Transforms(self)
         self.publishing = Publishing(self, self.intake, self.transforms)
-        self.sound = SoundEvents(self, self.intake, self.hearing, self.model, self.publishing)
+        self.sound = SoundEvents(self, self.intake, self.hearing, self.model, self.publishing, self.transforms)
         # Queries are always served: while not ready they answer why at once.
         self.queries = Queries(self, self.intake, self.hearing, self.model, self.publishing)
         self.refer = ReferAction(self, self.queries)

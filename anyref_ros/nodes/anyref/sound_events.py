@@ -18,6 +18,11 @@ event replaces the waiting one
 (``sound_events_replaced`` in /diagnostics); an event the engine cannot take
 (queue full) or that finds no frame near it is dropped (``sound_events_dropped``).
 Nothing piles up.
+
+With ``mic_positions`` set and audio of that many channels, the event's
+clip keeps every channel: its direction is estimated and published, and the
+answer is the object in that direction, or "not found" with where the sound
+came from (:mod:`.sound_direction`).
 """
 
 from __future__ import annotations
@@ -27,13 +32,17 @@ import time
 from dataclasses import dataclass
 from typing import Any, Optional
 
+import numpy as np
+
 from anyref_ros import engine as eng
+from anyref_ros.audio.signal import to_mono
 from anyref_ros.msg import Referral
 from anyref_ros.workers import Worker
 
 from .hearing import SOUND_CLIP_S
 from .intake import CameraFrame
 from .publishing import empty_answer
+from .sound_direction import SoundDirection, apply
 from .support import QueryError, clip, stamp_seconds
 
 AUDIO_WAIT_S = SOUND_CLIP_S + 0.5  # longest wait for an event's audio, from its detection
@@ -48,10 +57,11 @@ class PendingEvent:
     frame: Optional[CameraFrame]
     depth: Any = None  # the depth image nearest to the frame (kept: the depth buffer moves on)
     clip: Any = None  # (samples, rate): its own 2 s of audio, copied once heard (the ring moves on)
+    audio_frame: str = ""  # frame_id of the audio when it was heard (the frame of mic_positions)
 
 
 class SoundEvents:
-    def __init__(self, node, intake, hearing, model, publishing) -> None:
+    def __init__(self, node, intake, hearing, model, publishing, transforms) -> None:
         self.node = node
         self.log = node.throttle
         self.stats = node.stats
@@ -61,17 +71,21 @@ class SoundEvents:
         self.publishing = publishing
         self._cond = threading.Condition()
         self._pending: Optional[PendingEvent] = None
+        self.direction = SoundDirection(node, hearing, intake, transforms)
         self._worker = Worker("anyref-sound-events", self._loop, report=node.get_logger().error)
 
     def start(self) -> None:
-        """The worker thread, stopping (joined, checked) any earlier one first;
-        WorkerStuck if that one does not end."""
+        """~/sound_direction and the worker thread, stopping (joined, checked)
+        any earlier one first; WorkerStuck if that one does not end."""
+        if self.direction.pub is None:
+            self.direction.create()
         self._worker.start()
 
     def stop(self) -> None:
         self._worker.request_stop()
         self.clear()  # wakes the worker waiting for an event
         self._worker.stop()
+        self.direction.destroy()
 
     def clear(self) -> None:
         with self._cond:
@@ -81,7 +95,8 @@ class SoundEvents:
     # -------------------------------------------------- from sensor callbacks
     def on_event(self, event) -> None:
         t_ref = event.onset_s + self.node.param("sound_event_min_duration_s")
-        pending = PendingEvent(event.onset_s, t_ref, time.monotonic(), self.intake.frame_near(t_ref))
+        pending = PendingEvent(event.onset_s, t_ref, time.monotonic(), self.intake.frame_near(t_ref),
+                               audio_frame=self.hearing.frame_id)
         pending.depth = self._nearest_depth(pending.frame)
         with self._cond:
             if self._pending is not None:
@@ -159,8 +174,43 @@ class SoundEvents:
         audio, rate = p.clip if p.clip is not None else self.hearing.audio.window(start, start + SOUND_CLIP_S)[:2]
         if audio.size == 0:
             raise QueryError("its audio is no longer buffered")
-        request = eng.Request(frame=eng.Frame(image=frame.rgb(self.node.param("max_image_pixels")), key=frame.key),
-                              audio=audio, sample_rate=rate)
+        direction = self.direction.estimate(audio, rate, p.onset - start, p.onset, p.audio_frame)
+        mono = to_mono(audio) if audio.ndim == 2 else audio
+        image = frame.rgb(self.node.param("max_image_pixels"))
+        request = eng.Request(frame=eng.Frame(image=image, key=frame.key), audio=mono, sample_rate=rate)
+        ref, job = self._run(engine, request)
+        if self.model.generation != generation:
+            raise QueryError("the node deactivated while the query ran")
+        joined = None
+        if direction is not None:
+            def ask(box):  # the same sound, asked on a crop around its direction
+                x0, y0, x1, y1 = box
+                crop = eng.Request(frame=eng.Frame(image=np.ascontiguousarray(image[y0:y1, x0:x1])), audio=mono,
+                                   sample_rate=rate)
+                again, _ = self._run(engine, crop)
+                full = np.zeros(image.shape[:2], dtype=bool)
+                full[y0:y1, x0:x1] = again.mask
+                return full
+
+            joined = self.direction.join(ref, direction, p.audio_frame, frame.header, p.depth, ask)
+            ref = joined.ref
+        if empty_answer(ref) and joined is None:  # still answered: "heard a <class>, found nothing that makes it"
+            self.stats.inc("sound_events_unlocated")
+        answer = self.publishing.referral(ref, time.monotonic() - p.detected, frame.header, "", Referral.TYPE_AUDIO,
+                                          rgb=image, depth=p.depth)
+        if joined is not None:
+            apply(answer.msg, joined, frame.header.stamp)
+        self.publishing.answer(answer, image, ref.mask, "sound_sources")
+        msg = answer.msg
+        self.stats.inc("sound_events_answered")
+        self.node.get_logger().info(
+            f"sound event at {p.onset:.2f} s: {msg.description!r} ({msg.mask_area} px) on frame {frame.stamp:.2f} s; "
+            f"audio waited {waited:.2f} s, model {job.latency or 0.0:.2f} s, "
+            f"{time.monotonic() - p.detected:.2f} s after detection")
+
+    def _run(self, engine, request: eng.Request):
+        """Submit ``request`` and wait for it (copying the waiting event's audio
+        meanwhile); the pipeline's answer and the job. QueryError when busy or late."""
         try:
             job = engine.submit(request)
         except (eng.QueueFull, eng.EngineClosed) as exc:
@@ -171,17 +221,4 @@ class SoundEvents:
             if time.monotonic() > deadline:
                 job.cancel()
                 raise QueryError("no answer within query_timeout_s")
-        if self.model.generation != generation:
-            raise QueryError("the node deactivated while the query ran")
-        ref = job.result(0)
-        if empty_answer(ref):  # still answered: "heard a <class>, found nothing that makes it"
-            self.stats.inc("sound_events_unlocated")
-        answer = self.publishing.referral(ref, time.monotonic() - p.detected, frame.header, "", Referral.TYPE_AUDIO,
-                                          rgb=request.frame.image, depth=p.depth)
-        self.publishing.answer(answer, request.frame.image, ref.mask, "sound_sources")
-        msg = answer.msg
-        self.stats.inc("sound_events_answered")
-        self.node.get_logger().info(
-            f"sound event at {p.onset:.2f} s: {msg.description!r} ({msg.mask_area} px) on frame {frame.stamp:.2f} s; "
-            f"audio waited {waited:.2f} s, model {job.latency or 0.0:.2f} s, "
-            f"{time.monotonic() - p.detected:.2f} s after detection")
+        return job.result(0), job

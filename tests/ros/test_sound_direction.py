@@ -1,0 +1,139 @@
+"""Where a sound came from, with real processes: the node on model/toy with
+``mic_positions`` of a 4-mic circular array (3.2 cm radius), the toy camera
+process showing direction scenes (tests/helpers/toy_camera.py:
+``ToyDirectionWorld``, 640x480, its camera model in CameraInfo), the array's
+pose on /tf_static (6 cm above the camera, robot-style axes) and a
+"microphone" process playing 4-channel audio whose channels carry each
+microphone's fractional delays from the sounding object's position.
+
+* Two identical objects, one sounds: ~/sound_direction within 5 degrees of
+  the truth (in the audio frame), and the ~/sound_sources answer is the one
+  that sounded (IoU >= 0.6), with ``Referral.direction`` in the camera frame.
+* A sound from outside the field of view: found false, the direction set,
+  the description saying where ("... to the right, out of view").
+* Audio of another channel count than mic_positions: answered without a
+  direction, the mismatch counted in /diagnostics."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from anyref_ros.data.toy_audio import SAMPLE_RATE
+from anyref_ros.data.toy_direction import CIRCULAR_4MIC, ToyDirectionWorld, audio_to_camera
+from anyref_ros.msg import Referral
+from anyref_ros.nodes.anyref.transforms import transform_stamped
+from anyref_ros.nodes.conversions import image_to_mask
+from diagnostic_msgs.msg import DiagnosticArray
+from geometry_msgs.msg import Vector3Stamped
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from tf2_msgs.msg import TFMessage
+
+from node_harness import anyref_status, audio_player, scene_switcher, status_count, toy_node
+from testsupport import REPO, spawn_helper, stop_process
+
+SEED = 11
+SIZE = (640, 480)
+NS = "/heardir"
+QUIET_RMS = 0.003
+MIC_FRAME, CAMERA_FRAME = "test_mic", "toy_camera_optical"  # the audio and camera helpers' frame ids
+
+pytestmark = pytest.mark.skipif(not (REPO / "model" / "toy" / "config.json").is_file(),
+                                reason="model/toy (the trained toy checkpoint) is not in this checkout")
+
+
+@pytest.fixture(scope="module")
+def array(tmp_path_factory):
+    flat = ",".join(f"{v:.5f}" for m in CIRCULAR_4MIC for v in m)
+    with toy_node(NS, "-p", f"mic_positions:=[{flat}]") as client:
+        camera = spawn_helper("toy_camera", NS, str(SEED))
+        try:
+            static = client.node.create_publisher(TFMessage, "/tf_static", QoSProfile(
+                depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
+            static.publish(TFMessage(transforms=[transform_stamped(CAMERA_FRAME, MIC_FRAME, audio_to_camera())]))
+            sources: list = client.listen(Referral, f"{NS}/anyref/sound_sources")
+            directions: list = client.listen(Vector3Stamped, f"{NS}/anyref/sound_direction")
+            client.diags = client.listen(DiagnosticArray, "/diagnostics")
+            switch = scene_switcher(client, NS)
+            world = ToyDirectionWorld(SEED, size=SIZE)
+
+            def show(kind: str, index: int):
+                switch(f"direction_{kind} {index}")
+                return world.sample(index, kind)
+
+            play = audio_player(tmp_path_factory.mktemp("audio"), f"{NS}/audio", SAMPLE_RATE)
+            yield client, show, play, sources, directions
+        finally:
+            stop_process(camera)
+
+
+def quiet(seconds: float, rng: np.random.Generator, channels: int = 4) -> np.ndarray:
+    return rng.normal(0.0, QUIET_RMS, (int(seconds * SAMPLE_RATE), channels)).astype(np.float32)
+
+
+def heard(client, play, sources, audio: np.ndarray, name: str, rng) -> Referral:
+    """Play ``audio`` between quiet stretches; the one answer it gets."""
+    before = len(sources)
+    channels = audio.shape[1] if audio.ndim == 2 else 1
+    stream = np.concatenate([quiet(1.5, rng, channels).reshape(-1, channels),
+                             audio.reshape(-1, channels) + quiet(audio.shape[0] / SAMPLE_RATE, rng, channels),
+                             quiet(1.5, rng, channels)])
+    play(stream if channels > 1 else stream[:, 0], name)
+    client.wait_for(lambda: len(sources) > before, 15, f"an answer to {name}")
+    time.sleep(0.5)
+    assert len(sources) == before + 1, [m.description for m in sources[before:]]
+    return sources[-1]
+
+
+def angle(a, b) -> float:
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1))))
+
+
+def vec(v) -> np.ndarray:
+    return np.array([v.x, v.y, v.z])
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_the_sounding_one_of_two_alike_objects(array, index):
+    client, show, play, sources, directions = array
+    sample = show("alike", index)
+    truth_cam = np.asarray(sample.metadata["array"]["direction"])
+    rot = audio_to_camera()[:3, :3]
+    truth_mic = rot.T @ truth_cam
+    truth_mic[2] = abs(truth_mic[2])  # a planar array reports the direction above its plane
+    before = len(directions)
+    answer = heard(client, play, sources, sample.audio, f"alike{index}", np.random.default_rng(index))
+    assert len(directions) > before
+    said = directions[-1]
+    assert said.header.frame_id == MIC_FRAME and abs(np.linalg.norm(vec(said.vector)) - 1) < 1e-6
+    assert angle(vec(said.vector), truth_mic) < 5.0
+    assert answer.found and answer.has_direction, answer.description
+    assert answer.direction.header.frame_id == CAMERA_FRAME
+    assert angle(rot.T @ vec(answer.direction.vector), vec(said.vector)) < 1e-3
+    mask = image_to_mask(answer.mask)
+    target = sample.masks[0]
+    assert np.logical_and(mask, target).sum() / np.logical_or(mask, target).sum() >= 0.6
+
+
+def test_a_sound_from_outside_the_view_is_not_a_mask(array):
+    client, show, play, sources, directions = array
+    sample = show("out_of_view", 0)
+    az = np.degrees(np.arctan2(*np.asarray(sample.metadata["array"]["direction"])[[0, 2]]))
+    answer = heard(client, play, sources, sample.audio, "away", np.random.default_rng(7))
+    assert not answer.found and answer.has_direction and answer.mask_area == 0
+    side = "right" if az > 0 else "left"
+    assert f"\u00b0 to the {side}, out of view" in answer.description, answer.description
+    assert answer.description.startswith("heard ")
+
+
+def test_audio_of_another_channel_count_gets_no_direction(array):
+    client, show, play, sources, directions = array
+    sample = show("alike", 2)
+    before = len(directions)
+    answer = heard(client, play, sources, sample.audio[:, 0], "mono", np.random.default_rng(9))
+    assert not answer.has_direction and len(directions) == before
+    client.wait_for(lambda: status_count(client.diags, "audio_channel_mismatch") > 0, 10, "the mismatch counted")
+    values = anyref_status(client.diags)[2]
+    assert values["microphones"] == "4" and values["audio_channels"] == "1"
