@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,6 +213,13 @@ def test_parameters_are_declared_and_documented_in_config_speech_yaml(ros_contex
 
 
 def test_bad_grammar_leaves_the_node_up_and_saying_why(ros_context, tmp_path):
+    """A grammar that does not parse, a FIFO (reading it would block), a device
+    that never ends (/dev/zero) and a folder: configure fails, the node stays
+    up, unconfigured, and its status (/diagnostics) says why; a good grammar
+    then configures."""
+    import os
+
+    from diagnostic_msgs.msg import DiagnosticStatus
     from lifecycle_msgs.msg import State
     from rclpy.parameter import Parameter
 
@@ -219,11 +227,18 @@ def test_bad_grammar_leaves_the_node_up_and_saying_why(ros_context, tmp_path):
 
     bad = tmp_path / "grammar.yaml"
     bad.write_text("objects: [cup]\nrelations: [on]\n")
+    fifo = tmp_path / "grammar.fifo"
+    os.mkfifo(fifo)
     node = SpeechNode(context=ros_context)
     try:
-        node.set_parameters([Parameter("grammar", value=str(bad))])
-        node.trigger_configure()
-        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        for path, why in ((bad, "quote it"), (fifo, "is a FIFO (named pipe), not a regular file"),
+                          (Path("/dev/zero"), "is a device, not a regular file"),
+                          (tmp_path, "is a folder, not a regular file")):
+            node.set_parameters([Parameter("grammar", value=str(path))])
+            node.trigger_configure()
+            assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+            level, message = node._status
+            assert level == DiagnosticStatus.ERROR and why in message and str(path) in message, message
         node.set_parameters([Parameter("grammar", value=str(REPO / "config" / "speech_grammar.yaml"))])
         node.trigger_configure()
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
