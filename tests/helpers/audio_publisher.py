@@ -2,7 +2,8 @@
 
 Usage: audio_publisher.py TOPIC FILE.npy RATE [CHUNK_MS] [ENCODING]
                           [--reliability best_effort|reliable] [--go FILE]
-Waits for one subscriber, prints "start STAMP" (ROS time of the first sample,
+                          [--subscribers N]
+Waits for N (default 1) subscribers, prints "start STAMP" (ROS time of the first sample,
 seconds) and publishes CHUNK_MS (default 100) chunks, each stamped with the
 capture time of its first sample, one every CHUNK_MS of wall time
 (SensorDataQoS, BEST_EFFORT, like a microphone driver; ``--reliability
@@ -33,6 +34,7 @@ def main() -> None:
     parser.add_argument("encoding", nargs="?", default="s16le")
     parser.add_argument("--reliability", choices=("best_effort", "reliable"), default="best_effort")
     parser.add_argument("--go")
+    parser.add_argument("--subscribers", type=int, default=1)
     opts = parser.parse_args()
     topic, rate, chunk_ms, encoding = opts.topic, opts.rate, opts.chunk_ms, opts.encoding
     samples = np.load(opts.path).astype(np.float32)
@@ -45,7 +47,7 @@ def main() -> None:
         while not os.path.exists(opts.go):
             time.sleep(0.05)
     deadline = time.monotonic() + 20
-    while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+    while pub.get_subscription_count() < opts.subscribers and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(0.3)
     n = int(round(rate * chunk_ms / 1000.0))

@@ -153,8 +153,13 @@ def test_spoken_query_said_as_the_nodes_start_is_answered_once_the_model_is_load
         seg = client.service(Segment, "segment")
         assert client.call(seg, Segment.Request()).message.startswith("loading the model")
         clip, rate = mic_audio.spoken_clip("find the red circle", tmp_path)
-        player = spawn_helper("audio_publisher", f"{ns}/audio", str(clip), str(rate))
-        record = client.wait_for(lambda: utterances, 30, "anyref_speech's utterance")[0]
+        # It starts once both nodes' audio subscriptions match it (anyref_speech's once it has
+        # turned BEST_EFFORT for it), the 1 s of silence in front of the words, then the words.
+        player = spawn_helper("audio_publisher", f"{ns}/audio", str(clip), str(rate), "--subscribers", "2")
+        try:
+            record = client.wait_for(lambda: utterances, 30, "anyref_speech's utterance")[0]
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n--- anyref_speech\n" + "\n".join(speech.lines[-30:])) from None
         # The query went out while the anyref node was still loading its model.
         still = client.call(seg, Segment.Request()).message
         assert still.startswith("loading the model"), (still, record.data)
