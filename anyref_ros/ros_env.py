@@ -17,6 +17,7 @@ working directory, or relative to the share folder.
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 
@@ -47,6 +48,20 @@ def share_dir() -> Path | None:
 
 
 _KINDS = {"any": Path.exists, "file": Path.is_file, "folder": Path.is_dir}
+_KIND_WORDS = {"any": "a file or folder", "file": "a regular file", "folder": "a folder"}
+
+
+def kind_of(mode: int) -> str:
+    """What an ``st_mode`` is, in words ("a file", "a folder", "a FIFO (named pipe)", ...)."""
+    if stat.S_ISREG(mode):
+        return "a file"
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    return "a socket or other special file"
 
 
 def shared_file(relative: str) -> Path:
@@ -86,8 +101,12 @@ def resolve_path(value: "str | os.PathLike[str]", what: str, *, kind: str = "any
     if share is not None and not path.is_absolute() and found(share / path):
         return share / path
     as_kind = "" if kind == "any" else f" as a {kind}"
+    try:  # there, but not what is wanted (a FIFO or a device would block or never end): say what it is
+        found_instead = f"; {path} is {kind_of(path.stat().st_mode)}, not {_KIND_WORDS[kind]}"
+    except OSError:
+        found_instead = ""
     raise FileNotFoundError(f"{what} {str(value)!r} not found{as_kind} (looked in {Path.cwd()} and "
-                            f"{share or 'the package share folder'})")
+                            f"{share or 'the package share folder'}){found_instead}")
 
 
 def configure(environ: "os._Environ[str] | dict[str, str] | None" = None) -> dict[str, str]:

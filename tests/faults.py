@@ -25,7 +25,10 @@ query is query 1):
   more seconds, ignoring stop: a long generation that only the generation
   loop's own per-token check can end;
 * ``hang:S``: each call blocks S seconds in its first pass, ignoring stop
-  (a model call that cannot be interrupted).
+  (a model call that cannot be interrupted);
+* ``load:S``: every model load takes S more seconds (the engine is built S
+  seconds late, after the weights are read), so a node stays "loading the
+  model" that long: for what happens while it loads.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Mapping
 
-SYNTAX = "expected comma-separated exception:N, oom:N, oom:NxK, slow:S, step:S, hang:S"
+SYNTAX = "expected comma-separated exception:N, oom:N, oom:NxK, slow:S, step:S, hang:S, load:S"
 
 
 @dataclass
@@ -46,6 +49,7 @@ class FaultPlan:
     slow: float = 0.0
     step: float = 0.0
     hang: float = 0.0
+    load: float = 0.0
     calls: list = field(default_factory=list, repr=False)  # (query numbers, attempt) of every call seen
 
     @classmethod
@@ -60,7 +64,7 @@ class FaultPlan:
                 elif kind == "oom":
                     query, _, times = arg.partition("x")
                     oom[_positive(int(query))] = _positive(int(times)) if times else 1
-                elif kind in ("slow", "step", "hang"):
+                elif kind in ("slow", "step", "hang", "load"):
                     seconds = float(arg)
                     if not 0 <= seconds < 3600:
                         raise ValueError
@@ -118,6 +122,7 @@ def engine_with(plan: FaultPlan):
 
     class FaultyEngine(engine.Engine):
         def __init__(self, *args, **kwargs):
+            time.sleep(plan.load)  # (a model load builds one engine, after reading the weights)
             kwargs.setdefault("hook", plan)
             super().__init__(*args, **kwargs)
 

@@ -16,10 +16,14 @@ anyref node answers: the command phrase and the article in front are cut
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Iterable, Optional
+
+from anyref_ros.ros_env import kind_of
 
 __all__ = ["CommandGrammar", "GrammarError", "normalise", "MAX_FILE_BYTES", "MAX_PHRASES"]
 
@@ -38,6 +42,38 @@ DEFAULT_ARTICLES = ("the", "a", "an")
 
 class GrammarError(ValueError):
     """A grammar file or entry that cannot be used; the message says what to change."""
+
+
+_GIVE = "give a YAML file (see config/speech_grammar.yaml) or \"\" for free dictation"
+
+
+def _read_at_most(path: Path, limit: int) -> bytes:
+    """The bytes of regular file ``path``, at most ``limit`` of them. The file is
+    opened without blocking (a FIFO with no writer would block a plain open) and
+    checked through its open descriptor, so what is checked is what is read."""
+    fd = None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise GrammarError(f"grammar file {path} is {kind_of(mode)}, not a regular file; {_GIVE}")
+        os.set_blocking(fd, True)
+        chunks, size = [], 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise GrammarError(f"grammar file {path} cannot be read ({exc.strerror}); {_GIVE}") from None
+    finally:
+        if fd is not None:
+            os.close(fd)
+    if size > limit:
+        raise GrammarError(f"grammar file {path} is larger than {limit} bytes (MAX_FILE_BYTES); "
+                           f"give a smaller YAML file (see config/speech_grammar.yaml)")
+    return b"".join(chunks)
 
 
 def normalise(text: str) -> str:
@@ -100,21 +136,19 @@ class CommandGrammar:
 
     @classmethod
     def from_yaml(cls, path, wake_phrase: str = "") -> "CommandGrammar":
+        """The grammar in YAML file ``path``: a regular file (a device, a FIFO or a
+        folder is refused before anything is read) of at most :data:`MAX_FILE_BYTES`
+        (at most that many bytes, plus one to tell, are read, even from a file that
+        grows meanwhile); else :class:`GrammarError` saying what to give instead."""
         import yaml
 
         path = Path(path)
+        data = _read_at_most(path, MAX_FILE_BYTES)
         try:
-            size = path.stat().st_size
-        except OSError as exc:
-            raise GrammarError(f"grammar file {path} cannot be read ({exc.strerror}); give an existing "
-                               f"YAML file (see config/speech_grammar.yaml) or \"\" for free dictation") from None
-        if size > MAX_FILE_BYTES:
-            raise GrammarError(f"grammar file {path} is {size} bytes; at most {MAX_FILE_BYTES} are read")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+            parsed = yaml.safe_load(data.decode("utf-8"))
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise GrammarError(f"grammar file {path} is not valid YAML: {exc}") from None
-        return cls.from_dict(data, str(path), wake_phrase)
+        return cls.from_dict(parsed, str(path), wake_phrase)
 
     def with_wake_phrase(self, wake_phrase: str) -> "CommandGrammar":
         return replace(self, wake_phrase=normalise(wake_phrase))

@@ -22,9 +22,12 @@ words and the article in front are cut from the transcript ("find the red
 circle" -> query "red circle").
 
 The audio subscription follows the publishers found (``audio_qos`` auto, as
-rosbag2 does: RELIABLE when all are, BEST_EFFORT when any is), looked at
-again every second; a publisher the subscription cannot hear (BEST_EFFORT
-under ``audio_qos`` reliable) is a WARN in ``/diagnostics``. The VAD clips
+rosbag2 does: RELIABLE when all are or none is seen yet, BEST_EFFORT when
+any is, which hears both kinds), looked at again every second;
+``/diagnostics`` says which it chose and why (``audio_reliability``,
+``audio_reliability_why``, ``audio_publishers``). A publisher the
+subscription cannot hear (BEST_EFFORT under ``audio_qos`` reliable) is a
+WARN in ``/diagnostics``. The VAD clips
 samples to [-1, 1] and resets a non-finite state (``vad_resets``). Speech of
 up to ``max_utterance_s`` is recognised: its pre-roll and trailing silence
 are trimmed, never the speech, to fit the recogniser's 30 s.
@@ -106,6 +109,7 @@ class SpeechNode(LifecycleNode):
         self._sub_reliability: Optional[ReliabilityPolicy] = None
         self._audio_pubs: tuple = ()  # (node, reliability) of the audio publishers last seen
         self._qos_warning = ""  # publishers the subscription cannot hear, in words
+        self._qos_why = ""  # why the subscription has its reliability, in words
         self._query_pub = self._utt_pub = None
         self._jobs: Optional[queue.Queue] = None
         self._worker = Worker("anyref_speech_asr", self._recognise_loop, report=self.get_logger().error)
@@ -186,7 +190,8 @@ class SpeechNode(LifecycleNode):
         self._reset_stream(0)
         with self._sub_lock:
             self._audio_pubs = self._audio_publishers()
-            self._subscribe(self._wanted_reliability(self._audio_pubs))
+            wanted, self._qos_why = self._wanted_reliability(self._audio_pubs)
+            self._subscribe(wanted)
         self._last_audio = time.monotonic()
         self._set_status(DiagnosticStatus.OK, "listening")
         self.get_logger().info(f"listening on {self._sub.topic_name} ({self._qos_words()}); queries go to "
@@ -210,17 +215,24 @@ class SpeechNode(LifecycleNode):
         return tuple(sorted((f"{i.node_namespace.rstrip('/')}/{i.node_name}", i.qos_profile.reliability)
                             for i in self.get_publishers_info_by_topic(topic)))
 
-    def _wanted_reliability(self, publishers: tuple) -> ReliabilityPolicy:
-        """audio_qos=auto, as rosbag2 does: RELIABLE when every publisher is (or none
-        is known yet), else BEST_EFFORT, which hears both kinds."""
+    def _wanted_reliability(self, publishers: tuple) -> tuple[ReliabilityPolicy, str]:
+        """The subscription's reliability and why, in words. audio_qos=auto, as
+        rosbag2 does: RELIABLE when every publisher is (or none is known yet),
+        else BEST_EFFORT, which hears both kinds (a RELIABLE publisher matches a
+        BEST_EFFORT subscription, never the other way round)."""
         mode = self.param("audio_qos")
         if mode == "reliable":
-            return ReliabilityPolicy.RELIABLE
+            return ReliabilityPolicy.RELIABLE, "audio_qos=reliable"
         if mode == "sensor_data":
-            return ReliabilityPolicy.BEST_EFFORT
-        if any(r == ReliabilityPolicy.BEST_EFFORT for _, r in publishers):
-            return ReliabilityPolicy.BEST_EFFORT
-        return ReliabilityPolicy.RELIABLE
+            return ReliabilityPolicy.BEST_EFFORT, "audio_qos=sensor_data"
+        best_effort = sum(r == ReliabilityPolicy.BEST_EFFORT for _, r in publishers)
+        if best_effort:
+            return ReliabilityPolicy.BEST_EFFORT, (f"auto: {best_effort} of {len(publishers)} audio publisher(s) "
+                                                   "BEST_EFFORT; a BEST_EFFORT subscription hears both kinds")
+        if publishers:
+            return ReliabilityPolicy.RELIABLE, f"auto: every audio publisher ({len(publishers)}) is RELIABLE"
+        return ReliabilityPolicy.RELIABLE, ("auto: no audio publisher seen yet; RELIABLE until one that is "
+                                            "BEST_EFFORT appears (looked at every second)")
 
     def _mismatch(self, publishers: tuple) -> str:
         """The publishers this subscription cannot hear (a RELIABLE subscription
@@ -242,7 +254,7 @@ class SpeechNode(LifecycleNode):
             if publishers == self._audio_pubs:
                 return
             self._audio_pubs = publishers
-            wanted = self._wanted_reliability(publishers)
+            wanted, self._qos_why = self._wanted_reliability(publishers)
             if wanted != self._sub_reliability:
                 self._subscribe(wanted)
                 self.get_logger().info(f"audio publishers changed: {self._qos_words()}")
@@ -253,7 +265,7 @@ class SpeechNode(LifecycleNode):
 
     def _qos_words(self) -> str:
         kind = "RELIABLE" if self._sub_reliability == ReliabilityPolicy.RELIABLE else "BEST_EFFORT"
-        return f"audio_qos={self.param('audio_qos')}: {kind}, {len(self._audio_pubs)} publisher(s) seen"
+        return f"{kind} ({self._qos_why})"
 
     def _refuse_activation(self, exc: WorkerStuck) -> TransitionCallbackReturn:
         self.get_logger().error(f"cannot activate: {exc}")
@@ -283,7 +295,7 @@ class SpeechNode(LifecycleNode):
             if self._sub is not None:
                 self.destroy_subscription(self._sub)
                 self._sub = None
-            self._sub_reliability, self._audio_pubs, self._qos_warning = None, (), ""
+            self._sub_reliability, self._audio_pubs, self._qos_warning, self._qos_why = None, (), "", ""
         self._worker.stop()
 
     def _release_outputs(self) -> None:
@@ -456,7 +468,7 @@ class SpeechNode(LifecycleNode):
                   "vad_resets": segmenter.vad.non_finite_resets if segmenter is not None else 0,
                   "audio_reliability": {ReliabilityPolicy.RELIABLE: "reliable", ReliabilityPolicy.BEST_EFFORT:
                                         "best_effort"}.get(self._sub_reliability, ""),
-                  "audio_publishers": len(self._audio_pubs),
+                  "audio_publishers": len(self._audio_pubs), "audio_reliability_why": self._qos_why,
                   **{f"last_{k}": v for k, v in last.items()}}
         status.values = [KeyValue(key=k, value=str(v)) for k, v in values.items()]
         array = DiagnosticArray(status=[status])

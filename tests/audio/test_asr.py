@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,6 +101,45 @@ def test_grammar_file_errors_say_what_to_do(tmp_path):
         CommandGrammar.from_yaml(tmp_path / "missing.yaml")
     with pytest.raises(GrammarError, match="wake phrase"):
         PocketSphinxRecognizer(CommandGrammar.from_dict({"objects": ["cup"]}, wake_phrase="zorblax"))
+
+
+def test_grammar_path_that_is_not_a_regular_file_is_refused_before_reading(tmp_path):
+    """A FIFO (no writer: a plain open would block), a device that never ends
+    and a folder are refused from the open descriptor, before any read, with
+    what to give instead."""
+    import os
+
+    fifo = tmp_path / "grammar.fifo"
+    os.mkfifo(fifo)
+    for path, kind in ((fifo, "a FIFO"), (Path("/dev/zero"), "a device"), (tmp_path, "a folder")):
+        with pytest.raises(GrammarError, match=f"is {kind}.*not a regular file; give a YAML file") as info:
+            CommandGrammar.from_yaml(path)
+        assert str(path) in str(info.value)
+
+
+def test_grammar_file_is_read_at_most_max_file_bytes(tmp_path):
+    """Exactly MAX_FILE_BYTES is read; one byte more is refused, however large
+    the file is and whatever size the file system reports for it (a file whose
+    size says nothing about what a read returns, like one that grows while it
+    is read: /proc/kallsyms says 0 bytes and holds megabytes)."""
+    import os
+
+    from anyref_ros.audio.grammar import MAX_FILE_BYTES
+
+    head = b"objects: [cup]\n#"
+    exact = tmp_path / "exact.yaml"
+    exact.write_bytes(head + b"x" * (MAX_FILE_BYTES - len(head)))
+    assert CommandGrammar.from_yaml(exact).objects == ("cup",)
+    for extra in (1, 5 * MAX_FILE_BYTES):
+        big = tmp_path / f"big{extra}.yaml"
+        big.write_bytes(exact.read_bytes() + b"x" * extra)
+        with pytest.raises(GrammarError, match=f"larger than {MAX_FILE_BYTES} bytes.*give a smaller YAML file"):
+            CommandGrammar.from_yaml(big)
+    lying = Path("/proc/kallsyms")
+    if (lying.is_file() and os.access(lying, os.R_OK) and os.stat(lying).st_size == 0
+            and len(lying.read_bytes()) > MAX_FILE_BYTES):
+        with pytest.raises(GrammarError, match=f"larger than {MAX_FILE_BYTES} bytes"):
+            CommandGrammar.from_yaml(lying)
 
 
 def test_expression_and_wake_phrase(grammar):

@@ -49,6 +49,16 @@ def speak(text: str, folder: Path, voice: str = "en-us", speed: int = 150) -> tu
         return np.frombuffer(w.readframes(w.getnframes()), "<i2").copy(), w.getframerate()
 
 
+def spoken_clip(text: str, folder: Path, pad_s: float = 1.0) -> tuple[Path, int]:
+    """``text`` spoken by espeak-ng with ``pad_s`` of silence on each side, saved as a
+    float32 .npy for tests/helpers/audio_publisher.py: (path, rate)."""
+    pcm, rate = speak(text, folder)
+    quiet = np.zeros(int(pad_s * rate), np.float32)
+    path = Path(folder) / f"{pcm.size}_{abs(hash(text))}.npy"
+    np.save(path, np.concatenate([quiet, pcm.astype(np.float32) / 32768.0, quiet]))
+    return path, rate
+
+
 def write_asoundrc(home: Path, infile: Path, name: str = "filemic") -> Path:
     """Define capture PCM ``name`` reading raw samples from ``infile`` in ``home``/.asoundrc.
     The stream's rate, channels and format must match the file's (nothing converts them)."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -212,6 +213,13 @@ def test_parameters_are_declared_and_documented_in_config_speech_yaml(ros_contex
 
 
 def test_bad_grammar_leaves_the_node_up_and_saying_why(ros_context, tmp_path):
+    """A grammar that does not parse, a FIFO (reading it would block), a device
+    that never ends (/dev/zero) and a folder: configure fails, the node stays
+    up, unconfigured, and its status (/diagnostics) says why; a good grammar
+    then configures."""
+    import os
+
+    from diagnostic_msgs.msg import DiagnosticStatus
     from lifecycle_msgs.msg import State
     from rclpy.parameter import Parameter
 
@@ -219,11 +227,18 @@ def test_bad_grammar_leaves_the_node_up_and_saying_why(ros_context, tmp_path):
 
     bad = tmp_path / "grammar.yaml"
     bad.write_text("objects: [cup]\nrelations: [on]\n")
+    fifo = tmp_path / "grammar.fifo"
+    os.mkfifo(fifo)
     node = SpeechNode(context=ros_context)
     try:
-        node.set_parameters([Parameter("grammar", value=str(bad))])
-        node.trigger_configure()
-        assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+        for path, why in ((bad, "quote it"), (fifo, "is a FIFO (named pipe), not a regular file"),
+                          (Path("/dev/zero"), "is a device, not a regular file"),
+                          (tmp_path, "is a folder, not a regular file")):
+            node.set_parameters([Parameter("grammar", value=str(path))])
+            node.trigger_configure()
+            assert node._state_machine.current_state[0] == State.PRIMARY_STATE_UNCONFIGURED
+            level, message = node._status
+            assert level == DiagnosticStatus.ERROR and why in message and str(path) in message, message
         node.set_parameters([Parameter("grammar", value=str(REPO / "config" / "speech_grammar.yaml"))])
         node.trigger_configure()
         assert node._state_machine.current_state[0] == State.PRIMARY_STATE_INACTIVE
@@ -295,3 +310,83 @@ def test_best_effort_audio_is_heard_and_huge_samples_do_not_deafen(ros_context, 
         auto.stop()
         strict.stop()
         client.close()
+
+
+@pytest.fixture
+def late_audio(ros_context, tmp_path):
+    """anyref_speech (audio_qos auto, the default) in its own process, listening
+    before any audio publisher exists; ``play(text, reliability, go=None)`` starts
+    tests/helpers/audio_publisher.py speaking ``text`` on its audio topic (1 s of
+    silence each side) in a process of its own."""
+    ns = "/late"
+    speech = mic_audio.NodeProcess("anyref_speech", namespace=ns, params_file=REPO / "config" / "speech.yaml",
+                                   cwd=REPO)
+    client = Client(ros_context, namespace=ns)
+    players = []
+
+    def play(text: str, reliability: str, go=None):
+        clip, rate = mic_audio.spoken_clip(text, tmp_path)
+        args = ["--reliability", reliability] + (["--go", str(go)] if go is not None else [])
+        players.append(spawn_helper("audio_publisher", f"{ns}/audio", str(clip), str(rate), *args))
+        collect_output(players[-1])
+        return players[-1]
+
+    try:
+        queries = client.listen(String, f"{ns}/query")
+        diagnostics = client.listen(DiagnosticArray, "/diagnostics")
+        client.wait_for(lambda: speech_status(diagnostics, audio_publishers="0", audio_reliability="reliable"), 60,
+                        "anyref_speech listening with no audio publisher")
+        yield client, speech, queries, diagnostics, play
+        assert not speech.matching("Traceback"), "\n".join(speech.lines[-30:])
+    finally:
+        for p in players:
+            stop_process(p)
+        speech.stop()
+        client.close()
+
+
+def test_audio_publishers_that_appear_later_are_heard(late_audio):
+    """anyref_speech listens before any audio publisher exists (RELIABLE, and
+    says why). A BEST_EFFORT publisher appears: the node switches to BEST_EFFORT
+    and its spoken command becomes a query; it goes away, a RELIABLE one appears:
+    its command becomes a query too."""
+    client, speech, queries, diagnostics, play = late_audio
+    _, values = speech_status(diagnostics, audio_publishers="0")[-1]
+    assert "no audio publisher seen yet" in values["audio_reliability_why"], values
+    player = play("find the red circle", "best_effort")
+    client.wait_for(lambda: [q for q in list(queries) if q.data == "red circle"], 40,
+                    "the BEST_EFFORT publisher's command as a query")
+    _, values = speech_status(diagnostics, audio_publishers="1", audio_reliability="best_effort")[-1]
+    assert "1 of 1 audio publisher(s) BEST_EFFORT" in values["audio_reliability_why"], values
+    player.wait(30)
+    client.wait_for(lambda: speech_status(diagnostics)[-1][1]["audio_publishers"] == "0", 30, "the publisher gone")
+    play("where is the blue square", "reliable")
+    client.wait_for(lambda: [q for q in list(queries) if q.data == "blue square"], 40,
+                    "the RELIABLE publisher's command as a query")
+    _, values = speech_status(diagnostics, audio_publishers="1")[-1]
+    assert values["audio_reliability"] == "reliable" and "every audio publisher (1) is RELIABLE" in \
+        values["audio_reliability_why"], values
+    assert [q.data for q in queries] == ["red circle", "blue square"]
+
+
+def test_mixed_audio_publishers_are_both_heard(late_audio, tmp_path):
+    """A BEST_EFFORT and a RELIABLE audio publisher on the topic at once (as
+    rosbag2 does, auto subscribes BEST_EFFORT, which hears both, and says so
+    in /diagnostics); each speaks a command in turn: both become queries."""
+    client, speech, queries, diagnostics, play = late_audio
+    go_best, go_reliable = tmp_path / "go_best_effort", tmp_path / "go_reliable"
+    best = play("find the red circle", "best_effort", go=go_best)
+    reliable = play("where is the blue square", "reliable", go=go_reliable)
+    _, values = client.wait_for(lambda: speech_status(diagnostics, audio_publishers="2",
+                                                      audio_reliability="best_effort"), 30,
+                                "anyref_speech choosing BEST_EFFORT for the two publishers")[-1]
+    assert "1 of 2 audio publisher(s) BEST_EFFORT" in values["audio_reliability_why"], values
+    assert not [s for s, _ in speech_status(diagnostics, audio_publishers="2") if "cannot hear" in s.message]
+    go_best.touch()
+    client.wait_for(lambda: [q for q in list(queries) if q.data == "red circle"], 40,
+                    "the BEST_EFFORT publisher's command as a query")
+    best.wait(30)
+    go_reliable.touch()
+    client.wait_for(lambda: [q for q in list(queries) if q.data == "blue square"], 40,
+                    "the RELIABLE publisher's command as a query")
+    assert [q.data for q in queries] == ["red circle", "blue square"]

@@ -62,22 +62,40 @@ def test_sound_event_worker_once_after_cleanup_and_configure(ros_context):
         node.destroy_node()
 
 
-def cycle_activation(node, thread_name: str, worker) -> None:
-    """configure, then deactivate -> activate three times: no thread of the
-    worker while inactive, exactly one (the running one) while active."""
+#: Each way back from active, and the way forward again.
+BACK = {"deactivate": ("deactivate",), "cleanup": ("deactivate", "cleanup")}
+FORWARD = {"deactivate": ("activate",), "cleanup": ("configure", "activate")}
+
+
+def cycle_activation(node, thread_name: str, worker, back: str = "deactivate", idle: int = 0,
+                     active=lambda: True) -> None:
+    """configure and activate, then back (deactivate, or deactivate and cleanup)
+    and forward again three times, at once: ``idle`` threads of the worker
+    alive while back (0; 1 for a worker that runs from configure to cleanup),
+    exactly one, the running one, while active. ``active()``: the node is
+    done activating (e.g. its model loaded), waited for before the last way
+    back."""
     node.trigger_configure()
     assert state(node) == State.PRIMARY_STATE_INACTIVE
-    for _ in range(3):
-        node.trigger_activate()
-        assert state(node) == State.PRIMARY_STATE_ACTIVE
-        node.trigger_deactivate()
-        assert state(node) == State.PRIMARY_STATE_INACTIVE
-        assert alive(thread_name) == []
     node.trigger_activate()
+    for _ in range(3):
+        assert state(node) == State.PRIMARY_STATE_ACTIVE
+        for transition in BACK[back]:
+            getattr(node, f"trigger_{transition}")()
+        assert len(alive(thread_name)) == idle
+        for transition in FORWARD[back]:
+            getattr(node, f"trigger_{transition}")()
+    assert state(node) == State.PRIMARY_STATE_ACTIVE
     time.sleep(SETTLE_S)
     assert len(alive(thread_name)) == 1 and worker.running
-    node.trigger_deactivate()
-    assert alive(thread_name) == []
+    deadline = time.monotonic() + 120
+    while not active() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert active(), "the node did not finish activating"
+    assert len(alive(thread_name)) == 1 and worker.running
+    for transition in BACK[back]:
+        getattr(node, f"trigger_{transition}")()
+    assert len(alive(thread_name)) == idle
 
 
 def test_speech_worker_once_after_deactivate_and_activate(ros_context):
@@ -91,17 +109,60 @@ def test_speech_worker_once_after_deactivate_and_activate(ros_context):
         node.destroy_node()
 
 
-def test_mic_capture_once_after_deactivate_and_activate(ros_context):
-    """The microphone's capture thread (retrying on a missing device: no
-    sound card here)."""
+def test_speech_worker_once_after_cleanup_configure_activate(ros_context):
+    """The recogniser thread when the whole node is set up again (new recogniser, new queue)."""
+    from anyref_ros.nodes.speech import SpeechNode
+
+    node = SpeechNode(context=ros_context)
+    try:
+        cycle_activation(node, "anyref_speech_asr", node._worker, back="cleanup")
+    finally:
+        node.destroy_node()
+
+
+def mic_node(ros_context):
+    """The microphone retrying on a missing device (no sound card here)."""
     from rclpy.parameter import Parameter
 
     from anyref_ros.nodes.mic import MicNode
 
-    node = MicNode(context=ros_context, parameter_overrides=[
+    return MicNode(context=ros_context, parameter_overrides=[
         Parameter("device", value="no such microphone"), Parameter("retry_s", value=0.2)])
+
+
+@pytest.mark.parametrize("back", ["deactivate", "cleanup"])
+def test_sound_event_worker_once_after_reactivation(ros_context, back):
+    """The anyref node's sound-event thread (it runs from configure to cleanup)
+    through deactivate -> activate (it keeps running) and cleanup ->
+    configure -> activate (a new one), each at once while the model loads
+    (the tiny preset on the CPU): exactly one afterwards."""
+    from rclpy.parameter import Parameter
+
+    from anyref_ros.nodes.anyref import AnyRefNode
+
+    node = AnyRefNode(context=ros_context, parameter_overrides=[
+        Parameter("checkpoint", value="tiny"), Parameter("device", value="cpu"), Parameter("warmup", value=False)])
+    try:
+        cycle_activation(node, "anyref-sound-events", node.sound._worker, back=back,
+                         idle=1 if back == "deactivate" else 0, active=lambda: node.model.state == "ready")
+    finally:
+        node.release()
+        node.destroy_node()
+
+
+def test_mic_capture_once_after_deactivate_and_activate(ros_context):
+    """The microphone's capture thread."""
+    node = mic_node(ros_context)
     try:
         cycle_activation(node, "anyref_mic_capture", node._capture)
+    finally:
+        node.destroy_node()
+
+
+def test_mic_capture_once_after_cleanup_configure_activate(ros_context):
+    node = mic_node(ros_context)
+    try:
+        cycle_activation(node, "anyref_mic_capture", node._capture, back="cleanup")
     finally:
         node.destroy_node()
 
