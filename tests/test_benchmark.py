@@ -24,6 +24,7 @@ def test_benchmark_prints_json_for_every_reference_type():
     assert "overhead_ms_720p" in data
     assert data["outputs_3d_ms_720p"] > 0 and data["outputs_3d"]["depth_size"] == [1280, 720]
     assert 0 < data["outputs_3d"]["points_published"] <= 20000
+    assert data["sound_direction_ms"] > 0 and data["sound_direction"]["microphones"] == 4
     for key in ("watch_fps_1", "watch_fps_4", "watch_fps_8", "watch_latency_ms_4"):
         assert data[key] > 0, key
     assert 1.0 <= data["eight_queries_model_calls"] <= 2.0  # batched (one call unless a thread lagged)

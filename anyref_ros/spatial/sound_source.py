@@ -166,9 +166,19 @@ def pixel_rays(us: np.ndarray, vs: np.ndarray, k: Intrinsics) -> np.ndarray:
 class Part:
     """One connected object of a mask and its direction from the array."""
 
-    mask: np.ndarray  # H x W bool
+    labels: np.ndarray  # the mask's connected objects, numbered from 1, in the mask's box
+    box: tuple[int, int, int, int]  # x0, y0, x1, y1 of ``labels`` in the image
+    shape: tuple[int, int]  # the image's H, W
+    label: int
     direction: np.ndarray  # (3,) unit, camera frame, from the array's centre
     angle_deg: float  # to the sound
+
+    @property
+    def mask(self) -> np.ndarray:
+        out = np.zeros(self.shape, dtype=bool)
+        x0, y0, x1, y1 = self.box
+        out[y0:y1, x0:x1] = self.labels == self.label
+        return out
 
 
 def parts(mask: np.ndarray, heard: Heard, k: Intrinsics, depth_m: Optional[np.ndarray] = None) -> list[Part]:
@@ -177,23 +187,24 @@ def parts(mask: np.ndarray, heard: Heard, k: Intrinsics, depth_m: Optional[np.nd
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return []
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    total = float(mask.sum())
-    out = []
-    for i in range(1, count):
-        if stats[i, cv2.CC_STAT_AREA] < MIN_PART * total:
-            continue
-        part = labels == i
-        ray = pixel_rays(np.array([centroids[i, 0]]), np.array([centroids[i, 1]]), k)[0]
-        target = ray
-        if depth_m is not None:
-            z = depth_m[part]
-            z = z[np.isfinite(z) & (z > 0)]
+    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+    box = (int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)  # labelled in the mask's box only
+    x0, y0, x1, y1 = box
+    inside = np.ascontiguousarray(mask[y0:y1, x0:x1], dtype=np.uint8)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(inside, connectivity=8)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= MIN_PART * areas.sum()) + 1
+    rays = pixel_rays(centroids[keep, 0] + x0, centroids[keep, 1] + y0, k)
+    if depth_m is not None:  # the median depth of each object: its centroid's 3D point, seen from the array
+        d = depth_m[y0:y1, x0:x1]
+        valid = inside.astype(bool) & np.isfinite(d) & (d > 0)
+        for n, label in enumerate(keep):
+            z = d[valid & (labels == label)]
             if z.size:
-                point = ray / ray[2] * float(np.median(z))
-                offset = point - heard.direction.origin
-                target = offset / max(np.linalg.norm(offset), 1e-9)
-        out.append(Part(part, target, float(heard.direction.angle_deg(target))))
+                offset = rays[n] / rays[n][2] * float(np.median(z)) - heard.direction.origin
+                rays[n] = offset / max(np.linalg.norm(offset), 1e-9)
+    angles = heard.direction.angle_deg(rays)
+    out = [Part(labels, box, mask.shape, int(label), rays[n], float(angles[n])) for n, label in enumerate(keep)]
     return sorted(out, key=lambda p: p.angle_deg)
 
 

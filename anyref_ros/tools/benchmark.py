@@ -29,6 +29,9 @@ otherwise):
   image (the object's points, the transform to ``base_link``, its oriented
   box, Detection3DArray, PointCloud2, markers; :mod:`anyref_ros.tools.benchmark_3d`;
   null where the ROS messages cannot be imported);
+* ``sound_direction_ms``: a sound event's direction from a 4-mic array and
+  the choice of the object in that direction on a 640x480 image
+  (:mod:`anyref_ros.tools.benchmark_direction`; no network);
 * ``watch_fps_1``, ``watch_fps_4``, ``watch_fps_8``: camera frames answered
   per second with 1, 4, 8 standing text queries (640x480 toy frames from a
   100 Hz camera, newest frame wins; :mod:`anyref_ros.tools.benchmark_watch`), and
@@ -255,6 +258,9 @@ def run(checkpoint: str, device: Optional[str], dtype: Optional[str], size: tupl
     result = headline(pipe, image, text_queries, repeats, sync)
     result.update(overhead(pipe.config))
     result.update(outputs_3d())
+    from anyref_ros.tools.benchmark_direction import measure_direction
+
+    result.update(measure_direction())
     from anyref_ros.tools.benchmark_watch import measure_watch
 
     result.update(measure_watch(pipe, seconds=1.0 if headline_only else 3.0))

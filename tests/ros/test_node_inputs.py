@@ -140,6 +140,18 @@ def test_bad_parameter_value_keeps_the_node_unconfigured_and_running(node, clien
     assert "parameter image_qos='best_effort': expected one of ('sensor_data', 'reliable')" in out
 
 
+@pytest.mark.parametrize("positions, reason", [
+    ("[0.0,0.1,0.2,0.3]", "(a multiple of 3 numbers), got 4 numbers"),
+    ("[0.0,0.0,0.0,0.0005,0.0,0.0]", "two microphones less than 1 mm apart"),
+])
+def test_bad_mic_positions_keep_the_node_unconfigured_and_saying_why(node, client, positions, reason):
+    proc = node("-p", f"mic_positions:={positions}")
+    r = client.wait_loaded()
+    assert not r.success and "not active" in r.message and reason in r.message, r.message
+    assert proc.poll() is None
+    stop(proc)
+
+
 def test_sigint_exits_cleanly_and_quickly(node, client):
     import signal
 
