@@ -291,6 +291,17 @@ def client_context(namespace: str):
         rclpy.try_shutdown(context=ctx)
 
 
+def set_param(client: "Client", name: str, value: str) -> None:
+    """Set a string parameter of the anyref node (asserts it was taken)."""
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    srv = client.service(SetParameters, "set_parameters")
+    param = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+    response = client.call(srv, SetParameters.Request(parameters=[param]))
+    assert response.results[0].successful, response.results[0].reason
+
+
 def audio_player(folder, topic: str, rate: int):
     """A function ``play(samples, name)`` that publishes ``samples`` ((n,) or
     (n, channels) float32 at ``rate``) on ``topic`` in real time from the

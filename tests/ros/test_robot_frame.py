@@ -21,15 +21,13 @@ from anyref_ros.nodes.conversions import image_to_mask, numpy_to_image
 from anyref_ros.spatial.objects import object_points
 from anyref_ros.srv import Segment
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
-from rcl_interfaces.srv import SetParameters
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from tf2_msgs.msg import TFMessage
 from vision_msgs.msg import Detection2DArray, Detection3DArray
 from visualization_msgs.msg import Marker, MarkerArray
 
-from node_harness import Client, anyref_status, toy_node
+from node_harness import Client, anyref_status, set_param, toy_node
 from testsupport import REPO
 
 NS = "/r3d"
@@ -101,13 +99,6 @@ class Scene:
             return until(r.result) and r.result
 
         return self.client.wait_for(answered, timeout, f"an answer to {text!r}", resend=send, every=0.3)
-
-
-def set_param(client: Client, name: str, value: str) -> None:
-    srv = client.service(SetParameters, "set_parameters")
-    param = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
-    response = client.call(srv, SetParameters.Request(parameters=[param]))
-    assert response.results[0].successful, response.results[0].reason
 
 
 @pytest.fixture(scope="module")

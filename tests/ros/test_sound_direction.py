@@ -30,7 +30,7 @@ from geometry_msgs.msg import Vector3Stamped
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from tf2_msgs.msg import TFMessage
 
-from node_harness import anyref_status, audio_player, scene_switcher, status_count, toy_node
+from node_harness import anyref_status, audio_player, scene_switcher, set_param, status_count, toy_node
 from testsupport import REPO, spawn_helper, stop_process
 
 SEED = 11
@@ -38,6 +38,7 @@ SIZE = (640, 480)
 NS = "/heardir"
 QUIET_RMS = 0.003
 MIC_FRAME, CAMERA_FRAME = "test_mic", "toy_camera_optical"  # the audio and camera helpers' frame ids
+CAMERA_IN_BASE = np.array([[0.0, 0.0, 1.0, 0.1], [-1.0, 0.0, 0.0, 0.0], [0.0, -1.0, 0.0, 0.8], [0, 0, 0, 1.0]])
 
 pytestmark = pytest.mark.skipif(not (REPO / "model" / "toy" / "config.json").is_file(),
                                 reason="model/toy (the trained toy checkpoint) is not in this checkout")
@@ -51,7 +52,8 @@ def array(tmp_path_factory):
         try:
             static = client.node.create_publisher(TFMessage, "/tf_static", QoSProfile(
                 depth=10, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL))
-            static.publish(TFMessage(transforms=[transform_stamped(CAMERA_FRAME, MIC_FRAME, audio_to_camera())]))
+            static.publish(TFMessage(transforms=[transform_stamped(CAMERA_FRAME, MIC_FRAME, audio_to_camera()),
+                                                 transform_stamped("base_link", CAMERA_FRAME, CAMERA_IN_BASE)]))
             sources: list = client.listen(Referral, f"{NS}/anyref/sound_sources")
             directions: list = client.listen(Vector3Stamped, f"{NS}/anyref/sound_direction")
             client.diags = client.listen(DiagnosticArray, "/diagnostics")
@@ -91,6 +93,13 @@ def angle(a, b) -> float:
     return float(np.degrees(np.arccos(np.clip(a @ b / np.linalg.norm(a) / np.linalg.norm(b), -1, 1))))
 
 
+def heard_truth(sample) -> np.ndarray:
+    """The true direction in the audio frame as the planar array reports it: above its plane."""
+    truth = audio_to_camera()[:3, :3].T @ np.asarray(sample.metadata["array"]["direction"])
+    truth[2] = abs(truth[2])
+    return truth
+
+
 def vec(v) -> np.ndarray:
     return np.array([v.x, v.y, v.z])
 
@@ -99,10 +108,8 @@ def vec(v) -> np.ndarray:
 def test_the_sounding_one_of_two_alike_objects(array, index):
     client, show, play, sources, directions = array
     sample = show("alike", index)
-    truth_cam = np.asarray(sample.metadata["array"]["direction"])
     rot = audio_to_camera()[:3, :3]
-    truth_mic = rot.T @ truth_cam
-    truth_mic[2] = abs(truth_mic[2])  # a planar array reports the direction above its plane
+    truth_mic = heard_truth(sample)
     before = len(directions)
     answer = heard(client, play, sources, sample.audio, f"alike{index}", np.random.default_rng(index))
     assert len(directions) > before
@@ -126,6 +133,28 @@ def test_a_sound_from_outside_the_view_is_not_a_mask(array):
     side = "right" if az > 0 else "left"
     assert f"\u00b0 to the {side}, out of view" in answer.description, answer.description
     assert answer.description.startswith("heard ")
+
+
+def test_the_direction_is_given_in_target_frame_or_else_the_camera_frame(array):
+    """target_frame base_link: Referral.direction in base_link; a target_frame
+    with no transform: still the right object, the direction in the camera frame."""
+    client, show, play, sources, directions = array
+    sample = show("alike", 3)
+    rng = np.random.default_rng(11)
+    try:
+        set_param(client, "target_frame", "base_link")
+        answer = heard(client, play, sources, sample.audio, "base", rng)
+        assert answer.found and answer.direction.header.frame_id == "base_link"
+        in_mic = audio_to_camera()[:3, :3].T @ CAMERA_IN_BASE[:3, :3].T @ vec(answer.direction.vector)
+        assert angle(in_mic, heard_truth(sample)) < 5.0
+        set_param(client, "target_frame", "nowhere")
+        answer = heard(client, play, sources, sample.audio, "nowhere", rng)
+        mask = image_to_mask(answer.mask)
+        target = sample.masks[0]
+        assert answer.found and answer.direction.header.frame_id == CAMERA_FRAME
+        assert np.logical_and(mask, target).sum() / np.logical_or(mask, target).sum() >= 0.6
+    finally:
+        set_param(client, "target_frame", "")
 
 
 def test_audio_of_another_channel_count_gets_no_direction(array):

@@ -16,11 +16,13 @@ For each sound event whose audio holds every microphone of the array:
    with where the sound came from. The model may be asked once more, on a
    crop around the direction.
 3. The answer carries the direction in its own frame (``target_frame``, or
-   the camera's): ``Referral.has_direction`` / ``direction``.
+   the camera's; the camera's, said in /diagnostics, when the transform to
+   ``target_frame`` is missing): ``Referral.has_direction`` / ``direction``.
 
 Without camera info or a transform the answer keeps the model's own mask, and
 its description says why the direction was not used; the direction is still
-published and carried.
+published and carried (in the audio frame when no transform to the camera
+was had).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class Joined:
     ref: object  # the pipeline Referral to publish (mask narrowed to the chosen object, or emptied)
     choice: Optional[SourceChoice]  # None: the direction could not be put into the image (``problem`` says why)
     problem: str
-    vector: Optional[np.ndarray]  # the direction in ``frame_id`` (unit), None when no transform was had
+    vector: Optional[np.ndarray]  # the direction in ``frame_id`` (unit)
     frame_id: str
 
 
@@ -99,22 +101,21 @@ class SoundDirection:
         p = self.node.param
         camera = header.frame_id.lstrip("/")
         stamp = stamp_seconds(header) or None
-        target = p("target_frame").lstrip("/") or camera
         try:
             to_camera = self.transforms.lookup(camera, audio_frame.lstrip("/") or camera, stamp, p("tf_timeout_s"))
-            heard = Heard.in_camera(direction, to_camera)
-            to_target = self.transforms.lookup(target, camera, stamp, p("tf_timeout_s"))
-        except TransformUnavailable as exc:
-            return self._unjoined(ref, f"direction not put into the image: {exc}", None, target)
-        vector = to_target[:3, :3] @ heard.vector
+        except TransformUnavailable as exc:  # carried as heard, in the audio frame
+            return self._unjoined(ref, f"direction not put into the image: {exc}", direction.vector,
+                                  audio_frame.lstrip("/"))
+        heard = Heard.in_camera(direction, to_camera)
+        vector, frame_id = self._in_answer_frame(heard.vector, camera, stamp)
         height, width = ref.mask.shape
         info = self.intake.camera_info
         if info is None:
             return self._unjoined(ref, "direction not put into the image: no camera_info has arrived",
-                                  vector, target)
+                                  vector, frame_id)
         if (info.width, info.height) != (width, height):
             return self._unjoined(ref, f"direction not put into the image: camera_info is for "
-                                       f"{info.width}x{info.height}, the image is {width}x{height}", vector, target)
+                                       f"{info.width}x{info.height}, the image is {width}x{height}", vector, frame_id)
         k = Intrinsics.from_k(info.k, width, height)
         choice = choose_source(ref.mask if ref.found else np.zeros_like(ref.mask), heard, k,
                                depth_m=self._depth_m(depth, width, height), ask=ask,
@@ -125,7 +126,19 @@ class SoundDirection:
         box = mask_box(choice.mask)
         joined = replace(ref, mask=choice.mask, masks=[choice.mask] if choice.found else [], box=box,
                          found=choice.found, score=float(ref.score) if choice.found else 0.0)
-        return Joined(joined, choice, "", vector, target)
+        return Joined(joined, choice, "", vector, frame_id)
+
+    def _in_answer_frame(self, vector: np.ndarray, camera: str, stamp) -> tuple[np.ndarray, str]:
+        """``vector`` (camera frame) in ``target_frame``; in the camera frame
+        (and said in /diagnostics) when that transform is missing: the image
+        needs only audio -> camera."""
+        p = self.node.param
+        target = p("target_frame").lstrip("/") or camera
+        try:
+            return self.transforms.lookup(target, camera, stamp, p("tf_timeout_s"))[:3, :3] @ vector, target
+        except TransformUnavailable as exc:
+            self._problem(f"sound direction given in {camera}, not {target}: {exc}", "direction_not_in_target")
+            return vector, camera
 
     def _unjoined(self, ref, problem: str, vector, frame_id: str) -> Joined:
         self._problem(problem, "direction_not_joined")
