@@ -71,6 +71,27 @@ def camera_for(size: tuple[int, int], hfov_deg: float = HFOV_DEG) -> tuple[float
     return f, f, (w - 1) / 2.0, (h - 1) / 2.0, int(w), int(h)
 
 
+def point_of(mask: np.ndarray, camera, depth_m: float) -> np.ndarray:
+    """The 3D point (camera optical frame) of ``mask``'s pixel centroid at ``depth_m``;
+    ``camera``: (fx, fy, cx, cy, ...)."""
+    fx, fy, cx, cy = camera[:4]
+    ys, xs = np.nonzero(mask)
+    return np.array([(xs.mean() - cx) / fx, (ys.mean() - cy) / fy, 1.0]) * depth_m
+
+
+def heard_from(rng: np.random.Generator, sound: np.ndarray, point: np.ndarray, mics=CIRCULAR_4MIC,
+               to_camera: np.ndarray | None = None, snr_db: float | None = None,
+               sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """(samples, channels): mono ``sound`` made at ``point`` (camera optical
+    frame, metres) as the array ``mics`` (its own frame, ``to_camera`` -> the
+    camera's; default :func:`audio_to_camera`) hears it (near-field fractional
+    delays, room noise at ``snr_db`` per channel, None = none)."""
+    m = audio_to_camera() if to_camera is None else np.asarray(to_camera, dtype=np.float64)
+    rot, shift = m[:3, :3], m[:3, 3]
+    return array_audio(rng, sound, np.asarray(mics, dtype=np.float64), position=rot.T @ (point - shift),
+                       sample_rate=sample_rate, snr_db=snr_db)
+
+
 class ToyDirectionWorld:
     """Deterministic direction scenes (module docstring).
 
@@ -102,9 +123,7 @@ class ToyDirectionWorld:
         depth = float(rng.uniform(*DEPTH_M))
         if kind == "alike":
             target = int(rng.integers(2))
-            ys, xs = np.nonzero(masks[target])
-            fx, fy, cx, cy, _, _ = self.camera
-            point = np.array([(xs.mean() - cx) / fx, (ys.mean() - cy) / fy, 1.0]) * depth
+            point = point_of(masks[target], self.camera, depth)
             target_masks = [masks[target]]
         else:
             target = None
@@ -118,8 +137,7 @@ class ToyDirectionWorld:
         truth = (point - origin) / np.linalg.norm(point - origin)
         sound = np.concatenate([np.zeros(int(ONSET_S * SAMPLE_RATE), np.float32),
                                 shape_sound(rng, shape, SOUND_S, SAMPLE_RATE)])
-        audio = array_audio(rng, sound, self.mics, position=rot.T @ (point - shift),
-                            snr_db=float(rng.uniform(*SNR_DB)))
+        audio = heard_from(rng, sound, point, self.mics, self.to_camera, float(rng.uniform(*SNR_DB)))
         description = shape
         return Sample(
             image=image, task="audio", audio=audio, sample_rate=SAMPLE_RATE, description=description,

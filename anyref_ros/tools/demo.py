@@ -11,7 +11,10 @@ drawn back into the picture and a top view of the object's points
 object (a strip of frames with its id, the label image, an animated GIF:
 :mod:`anyref_ros.tools.demo_watch`). Then the robot hears: a shape's sound in a
 quiet room is localised unasked (``~/sound_sources``), and a sentence spoken
-by espeak-ng goes through ``anyref_speech`` to the ``query`` topic. For each
+by espeak-ng goes through ``anyref_speech`` to the ``query`` topic; the
+robot's 4-mic array tells which of two identical objects made a sound, and
+that a sound came from outside the view (:mod:`anyref_ros.tools.demo_direction`).
+For each
 answer it writes a picture (the object outlined in its own colours on a
 darkened frame, the answer and its score; the ground-truth outline in green;
 a red "not found" banner when nothing was found), then a contact sheet and
@@ -45,12 +48,15 @@ from typing import Iterator, Optional
 import numpy as np
 
 from anyref_ros import ros_env
+from anyref_ros.tools.demo_direction import MIC_POSITIONS
 from anyref_ros.workers import Worker
 
 NAMESPACE = "/demo"
 SIZE = (640, 480)
 DEMO_SEED = 7  # scenes of the toy world shown by the demo (not a training seed)
 GT_COLOUR = (40, 255, 40)
+CAMERA_FRAME = "toy_camera"  # the demo camera's (optical) frame
+MIC_FRAME = "demo_microphone"  # the demo microphone array's frame: x forward, y left, z up
 #: Seconds after a played sound for its ~/sound_sources answer (it comes in ~1 s; more on a loaded machine).
 SOUND_EVENT_WAIT_S = 15.0
 
@@ -75,14 +81,18 @@ class Answer:
 
 # ------------------------------------------------------------------ camera
 class Camera:
-    """Publishes the current frame at a fixed rate with fresh stamps."""
+    """Publishes the current frame at a fixed rate with fresh stamps (and,
+    with ``info_topic``, the toy camera model's CameraInfo with each frame:
+    60 degrees wide, :func:`anyref_ros.data.toy_direction.camera_for`)."""
 
-    def __init__(self, node, topic: str, rate_hz: float = 10.0) -> None:
+    def __init__(self, node, topic: str, rate_hz: float = 10.0, info_topic: Optional[str] = None) -> None:
         from rclpy.qos import qos_profile_sensor_data
-        from sensor_msgs.msg import Image
+        from sensor_msgs.msg import CameraInfo, Image
 
         self._node = node
         self._pub = node.create_publisher(Image, topic, qos_profile_sensor_data)
+        self._info_pub = None if info_topic is None else node.create_publisher(CameraInfo, info_topic,
+                                                                              qos_profile_sensor_data)
         self._period = 1.0 / rate_hz
         self._frame: Optional[np.ndarray] = None
         self._stamps: list[tuple[int, int]] = []
@@ -108,8 +118,10 @@ class Camera:
                 frame = self._frame
             if frame is not None:
                 msg = numpy_to_image(frame, "rgb8")
-                msg.header.frame_id = "toy_camera"
+                msg.header.frame_id = CAMERA_FRAME
                 msg.header.stamp = self._node.get_clock().now().to_msg()
+                if self._info_pub is not None:
+                    self._info_pub.publish(camera_info(msg.header, frame.shape[1], frame.shape[0]))
                 self._pub.publish(msg)
                 with self._lock:
                     if frame is self._frame:
@@ -148,7 +160,7 @@ class AudioPlayer:
             msg = numpy_to_audio(np.clip(samples[k:k + step], -1.0, 1.0), rate, "s16le")
             stamp = t0 + int(k * 1e9 / rate)
             msg.header.stamp.sec, msg.header.stamp.nanosec = stamp // 10**9, stamp % 10**9
-            msg.header.frame_id = "demo_microphone"
+            msg.header.frame_id = MIC_FRAME
             self._pub.publish(msg)
 
     def subscribers(self) -> int:
@@ -180,6 +192,16 @@ def object_mask_of(obj: dict, size: tuple[int, int]) -> np.ndarray:
     return object_mask(ToyObject(**fields), size)
 
 
+def camera_info(header, width: int, height: int):
+    """CameraInfo of the toy camera model for a ``width`` x ``height`` frame."""
+    from sensor_msgs.msg import CameraInfo
+
+    from anyref_ros.data.toy_direction import camera_for
+
+    fx, fy, cx, cy, _, _ = camera_for((width, height))
+    return CameraInfo(header=header, width=width, height=height, k=[fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0])
+
+
 # -------------------------------------------------------------- the demo run
 class Demo:
     def __init__(self, args: argparse.Namespace) -> None:
@@ -200,7 +222,8 @@ class Demo:
         cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "anyref_ros.nodes.anyref"]),
                "--ros-args", "--params-file", str(ros_env.shared_file("config/anyref.yaml")),
                "-r", f"__ns:={NAMESPACE}", "-p", f"checkpoint:={self.args.checkpoint}",
-               "-p", f"device:={self.args.device}", "-p", "max_frame_age_s:=0.0", "-p", "target_frame:=base_link"]
+               "-p", f"device:={self.args.device}", "-p", "max_frame_age_s:=0.0", "-p", "target_frame:=base_link",
+               "-p", f"mic_positions:={MIC_POSITIONS}"]
         log = open(self.out / "node.log", "w")
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ))
         print(f"[demo] started anyref_node (log: {self.out / 'node.log'})", flush=True)
@@ -323,10 +346,13 @@ class Demo:
         at real-time pace, as ``anyref_mic`` would from a microphone)."""
         from anyref_ros.data.toy import ToyWorld
         from anyref_ros.data.toy_audio import LAYOUTS, SAMPLE_RATE, room_noise, shape_sound
+        from anyref_ros.data.toy_direction import camera_for, heard_from, point_of
         from anyref_ros.msg import Referral
+        from anyref_ros.tools.demo_direction import publish_array_pose
 
         world = ToyWorld(DEMO_SEED + 1, size=SIZE)
-        camera = Camera(self.node, f"{NAMESPACE}/image")
+        publish_array_pose(self.node)
+        camera = Camera(self.node, f"{NAMESPACE}/image", info_topic=f"{NAMESPACE}/camera_info")
         player = AudioPlayer(self.node, f"{NAMESPACE}/audio")
         sources: list[Referral] = []
         results: list[Referral] = []
@@ -344,6 +370,7 @@ class Demo:
                 clip = np.concatenate([room_noise(rng, int(1.5 * SAMPLE_RATE), SAMPLE_RATE, quiet)[0],
                                        shape_sound(rng, shape, 1.5, SAMPLE_RATE),
                                        room_noise(rng, int(2.5 * SAMPLE_RATE), SAMPLE_RATE, quiet)[0]])
+                clip = heard_from(rng, clip, point_of(sample.mask, camera_for(SIZE), 1.5))  # the array hears it
                 answer = Answer(scene=k, path="sound_event", query=f"{shape} sound, heard", expected=shape)
                 before = len(sources)
                 t = time.monotonic()
@@ -361,6 +388,8 @@ class Demo:
         import shutil
 
         import soundfile
+
+        from anyref_ros.data.toy_direction import heard_from
 
         sentence, colour, shape = "find the red circle", "red", "circle"
         answer = Answer(scene=0, path="spoken_query", query=f"spoken: {sentence!r}", expected=f"{colour} {shape}")
@@ -380,7 +409,8 @@ class Demo:
         self._wait_frames(camera)
         before = len(results)
         t = time.monotonic()
-        player.play(np.concatenate([silence, speech, silence, silence]), rate)
+        said = np.concatenate([silence, speech, silence, silence])
+        player.play(heard_from(np.random.default_rng(0), said, np.array([0.0, 0.0, 1.0]), sample_rate=rate), rate)
         msg = self._wait_new(results, before, timeout=20.0, accept=lambda m: m.reference_type == "text")
         self._hearing_answer(answer, msg, sample.image, gt, t, camera, "no answer on ~/results within 20 s")
         if msg is not None:
@@ -484,7 +514,8 @@ class Demo:
 
     # ---- outputs
     def _picture(self, answer: Answer, rgb: np.ndarray, mask: np.ndarray, gt: Optional[np.ndarray],
-                 exemplar: Optional[np.ndarray]) -> None:
+                 exemplar: Optional[np.ndarray], draw=None) -> None:
+        """Save the answer's picture; ``draw(picture)`` adds to it last."""
         import cv2
         from PIL import Image as PILImage
 
@@ -501,6 +532,8 @@ class Demo:
             h = picture.shape[0] // 4
             thumb = cv2.resize(exemplar, (max(1, exemplar.shape[1] * h // exemplar.shape[0]), h), interpolation=cv2.INTER_NEAREST)
             picture[-h:, -thumb.shape[1]:] = thumb
+        if draw is not None:
+            draw(picture)
         name = f"{len(self.answers):03d}_{answer.path}.png"
         PILImage.fromarray(picture).save(self.out / "answers" / name)
         answer.picture = f"answers/{name}"
@@ -637,7 +670,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     ap.add_argument("--image-topic", default="/camera/image_raw", help="image topic in --bag")
     ap.add_argument("--query", action="append", help="a text query to ask on the bag's frames (repeatable)")
     ap.add_argument("--record", help="write the node's answers into a new rosbag2 (MCAP) folder")
-    ap.add_argument("--no-hearing", action="store_true", help="skip the sound event and the spoken query")
+    ap.add_argument("--no-hearing", action="store_true",
+                    help="skip the sound events, the spoken query and the sound directions")
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the node to load")
     return ap.parse_args(argv)
 
@@ -662,7 +696,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             run_grasp(demo, NAMESPACE)
             run_watch(demo, NAMESPACE)
             if not args.no_hearing:
+                from anyref_ros.tools.demo_direction import run_direction
+
                 demo.run_hearing()
+                run_direction(demo, NAMESPACE)
     except (RuntimeError, KeyboardInterrupt) as exc:
         print(f"[demo] stopped: {exc}", file=sys.stderr)
         return 1

@@ -37,8 +37,13 @@ def test_demo_writes_pictures_and_summary(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     paths = [a["path"] for a in summary["answers"]]
     assert sorted(paths) == sorted(["segment_text", "segment_absent", "query_topic", "segment_exemplar", "segment_sound",
-                                    "describe_region", "segment_3d", "watch", "sound_event", "spoken_query"])
-    assert summary["succeeded"] == summary["queries"] == 10, [a["message"] for a in summary["answers"]]
+                                    "describe_region", "segment_3d", "watch", "sound_event", "spoken_query",
+                                    "sound_direction", "sound_direction"])
+    assert summary["succeeded"] == summary["queries"] == 12, [a["message"] for a in summary["answers"]]
+    # the microphone array: the sounding one of two identical objects, a sound from outside the view
+    alike, away = [a for a in summary["answers"] if a["path"] == "sound_direction"]
+    assert alike["found"] is True and alike["iou"] >= 0.6 and alike["spatial"]["frame"] == "base_link", alike
+    assert away["found"] is False and "out of view" in away["description"] and away["spatial"]["has_direction"]
     watched = next(a["spatial"] for a in summary["answers"] if a["path"] == "watch")
     assert watched["frames_answered"] >= 5 and len(watched["ids"]) == 1 and watched["median_box_iou"] >= 0.7
     spatial = next(a["spatial"] for a in summary["answers"] if a["path"] == "segment_3d")
