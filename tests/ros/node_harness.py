@@ -291,13 +291,15 @@ def client_context(namespace: str):
         rclpy.try_shutdown(context=ctx)
 
 
-def set_param(client: "Client", name: str, value: str) -> None:
-    """Set a string parameter of the anyref node (asserts it was taken)."""
+def set_param(client: "Client", name: str, value: "str | float") -> None:
+    """Set a string or double parameter of the anyref node (asserts it was taken)."""
     from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
     from rcl_interfaces.srv import SetParameters
 
     srv = client.service(SetParameters, "set_parameters")
-    param = Parameter(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
+    value_msg = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value) if isinstance(value, str) \
+        else ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(value))
+    param = Parameter(name=name, value=value_msg)
     response = client.call(srv, SetParameters.Request(parameters=[param]))
     assert response.results[0].successful, response.results[0].reason
 

@@ -11,6 +11,9 @@ microphone's fractional delays from the sounding object's position.
   that sounded (IoU >= 0.6), with ``Referral.direction`` in the camera frame.
 * A sound from outside the field of view: found false, the direction set,
   the description saying where ("... to the right, out of view").
+* ``target_frame`` base_link: the direction in base_link; a target_frame
+  with no transform: the direction in the camera frame, the answer unchanged.
+* A sound from where nothing was masked: re-asked on a crop, answered.
 * Audio of another channel count than mic_positions: answered without a
   direction, the mismatch counted in /diagnostics."""
 
@@ -21,7 +24,9 @@ import time
 import numpy as np
 import pytest
 from anyref_ros.data.toy_audio import SAMPLE_RATE
-from anyref_ros.data.toy_direction import CIRCULAR_4MIC, ToyDirectionWorld, audio_to_camera
+from anyref_ros.data.toy_audio import shape_sound
+from anyref_ros.data.toy_direction import CIRCULAR_4MIC, ToyDirectionWorld, audio_to_camera, heard_from
+from anyref_ros.data.toy_render import ToyObject, object_mask
 from anyref_ros.msg import Referral
 from anyref_ros.nodes.anyref.transforms import transform_stamped
 from anyref_ros.nodes.conversions import image_to_mask
@@ -155,6 +160,36 @@ def test_the_direction_is_given_in_target_frame_or_else_the_camera_frame(array):
         assert np.logical_and(mask, target).sum() / np.logical_or(mask, target).sum() >= 0.6
     finally:
         set_param(client, "target_frame", "")
+
+
+def test_a_sound_where_nothing_was_masked_re_asks_on_a_crop(array):
+    """A sound from an empty part of the view (where the model masked
+    nothing): the model is asked again on a crop around the direction, and
+    the event is answered either way (an object there, or "nothing found in
+    that direction")."""
+    import cv2
+
+    client, show, play, sources, directions = array
+    sample = show("alike", 4)
+    objects = np.zeros(sample.image.shape[:2], np.uint8)
+    for o in sample.metadata["objects"]:
+        objects[object_mask(ToyObject(**{k: o[k] for k in ("shape", "colour", "rgb", "x0", "y0", "size")}),
+                            SIZE)] = 1
+    far = cv2.distanceTransform(1 - objects, cv2.DIST_L2, 5)
+    v, u = np.unravel_index(int(np.argmax(far)), far.shape)  # the pixel farthest from every object
+    rng = np.random.default_rng(13)
+    fx, fy, cx, cy = sample.metadata["array"]["camera"][:4]
+    point = np.array([(u - cx) / fx, (v - cy) / fy, 1.0]) * 2.0
+    sound = np.concatenate([np.zeros(4000, np.float32), shape_sound(rng, sample.description, 1.75, SAMPLE_RATE)])
+    before = status_count(client.diags, "sound_reasked")
+    try:
+        set_param(client, "sound_direction_tolerance_deg", 5.0)
+        answer = heard(client, play, sources, heard_from(rng, sound, point, snr_db=15.0), "empty", rng)
+    finally:
+        set_param(client, "sound_direction_tolerance_deg", 20.0)
+    assert answer.has_direction and (answer.found or "nothing found in that direction" in answer.description)
+    client.wait_for(lambda: status_count(client.diags, "sound_reasked") > before, 10,
+                    f"the re-ask counted (answer: {answer.description!r}, found {answer.found})")
 
 
 def test_audio_of_another_channel_count_gets_no_direction(array):

@@ -116,10 +116,13 @@ class SoundDirection:
         if (info.width, info.height) != (width, height):
             return self._unjoined(ref, f"direction not put into the image: camera_info is for "
                                        f"{info.width}x{info.height}, the image is {width}x{height}", vector, frame_id)
-        k = Intrinsics.from_k(info.k, width, height)
-        choice = choose_source(ref.mask if ref.found else np.zeros_like(ref.mask), heard, k,
-                               depth_m=self._depth_m(depth, width, height), ask=ask,
-                               tolerance_deg=p("sound_direction_tolerance_deg"))
+        try:
+            k = Intrinsics.from_k(info.k, width, height)
+            choice = choose_source(ref.mask if ref.found else np.zeros_like(ref.mask), heard, k,
+                                   depth_m=self._depth_m(depth, width, height), ask=ask,
+                                   tolerance_deg=p("sound_direction_tolerance_deg"))
+        except ValueError as exc:  # a camera model that cannot be used: the model's answer stands
+            return self._unjoined(ref, f"direction not put into the image: {exc}", vector, frame_id)
         self.stats.inc("sound_reasked" if choice.reasked else "sound_joined")
         if not choice.in_view:
             self.stats.inc("sound_out_of_view")

@@ -183,15 +183,7 @@ class SoundEvents:
             raise QueryError("the node deactivated while the query ran")
         joined = None
         if direction is not None:
-            def ask(box):  # the same sound, asked on a crop around its direction
-                x0, y0, x1, y1 = box
-                crop = eng.Request(frame=eng.Frame(image=np.ascontiguousarray(image[y0:y1, x0:x1])), audio=mono,
-                                   sample_rate=rate)
-                again, _ = self._run(engine, crop)
-                full = np.zeros(image.shape[:2], dtype=bool)
-                full[y0:y1, x0:x1] = again.mask
-                return full
-
+            ask = self._asker(engine, image, mono, rate, p.onset)
             joined = self.direction.join(ref, direction, p.audio_frame, frame.header, p.depth, ask)
             ref = joined.ref
         if empty_answer(ref) and joined is None:  # still answered: "heard a <class>, found nothing that makes it"
@@ -207,6 +199,26 @@ class SoundEvents:
             f"sound event at {p.onset:.2f} s: {msg.description!r} ({msg.mask_area} px) on frame {frame.stamp:.2f} s; "
             f"audio waited {waited:.2f} s, model {job.latency or 0.0:.2f} s, "
             f"{time.monotonic() - p.detected:.2f} s after detection")
+
+    def _asker(self, engine, image: np.ndarray, mono: np.ndarray, rate: int, onset: float):
+        """``ask(box)``: the same sound asked on the crop ``box`` of ``image``,
+        its mask pasted back at the image's size; None when that fails (the
+        first answer still stands)."""
+        def ask(box):
+            x0, y0, x1, y1 = box
+            crop = eng.Request(frame=eng.Frame(image=np.ascontiguousarray(image[y0:y1, x0:x1])), audio=mono,
+                               sample_rate=rate)
+            try:
+                again, _ = self._run(engine, crop)
+            except Exception as exc:  # noqa: BLE001
+                self.log("warning", "sound-reask", f"sound event at {onset:.2f} s: re-asking on a crop failed: "
+                                                   f"{clip(exc, 200)}")
+                return None
+            full = np.zeros(image.shape[:2], dtype=bool)
+            full[y0:y1, x0:x1] = again.mask
+            return full
+
+        return ask
 
     def _run(self, engine, request: eng.Request):
         """Submit ``request`` and wait for it (copying the waiting event's audio
