@@ -143,17 +143,12 @@ class Direction:
         side this estimate reports (mirrored through the array's plane, or
         turned about its axis), so that ``alike(v) . vector`` is the cosine of
         the angle between ``v`` and the sound as far as the array can tell."""
-        v = np.asarray(directions, dtype=np.float64)
-        if self.resolved == "hemisphere":
-            side = v @ self.axis
-            v = v - 2.0 * np.minimum(side, 0.0)[..., None] * self.axis
-        elif self.resolved == "cone":
-            u = np.clip(v @ self.axis, -1.0, 1.0)
+        across = None
+        if self.resolved == "cone":
             across = self.vector - (self.vector @ self.axis) * self.axis
             norm = np.linalg.norm(across)
             across = across / norm if norm > 1e-9 else across
-            v = u[..., None] * self.axis + np.sqrt(1.0 - u * u)[..., None] * across
-        return v
+        return fold(directions, self.resolved, self.axis, across)
 
     def angle_deg(self, directions: np.ndarray) -> np.ndarray:
         """Angle (degrees) between the sound and each of ``directions`` (..., 3),
@@ -180,6 +175,22 @@ def mic_positions_from_flat(values: Sequence[float]) -> np.ndarray:
         raise ValueError(f"mic_positions: expected x, y, z of each channel (a multiple of 3 numbers), "
                          f"got {flat.size} numbers")
     return flat.reshape(-1, 3)
+
+
+def fold(directions, resolved: str, axis: Optional[np.ndarray], side: Optional[np.ndarray] = None) -> np.ndarray:
+    """``directions`` (..., 3) mapped onto the one of each set of directions an
+    array hears alike: for a planar array (``"hemisphere"``, ``axis`` its
+    plane's normal) mirrored to the normal's side of the plane; for a linear
+    one (``"cone"``, ``axis`` its axis) turned about the axis into the
+    half-plane of ``side`` (a unit vector perpendicular to the axis); a
+    volumetric array (``"full"``) hears every direction apart."""
+    v = np.asarray(directions, dtype=np.float64)
+    if resolved == "hemisphere":
+        v = v - 2.0 * np.minimum(v @ axis, 0.0)[..., None] * axis
+    elif resolved == "cone":
+        u = np.clip(v @ axis, -1.0, 1.0)
+        v = u[..., None] * axis + np.sqrt(1.0 - u * u)[..., None] * side
+    return v
 
 
 def _fibonacci_sphere(n: int) -> np.ndarray:
@@ -232,15 +243,16 @@ class DirectionFinder:
         # What the geometry can resolve.
         _, s, vt = np.linalg.svd(r - r.mean(axis=0))
         s = np.concatenate([s, np.zeros(3 - s.size)])
+        self._fold_axis = self._side = None  # see fold()
         if s[1] < FLAT_RATIO * s[0]:
             self.resolved = "cone"
             axis = vt[0]
             h = np.cross((0.0, 0.0, 1.0), axis) if abs(axis[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
             h /= np.linalg.norm(h)
-            self._axis, self._side = axis, _oriented(h, ((1, 0, 0), (0, 1, 0)))
+            self._fold_axis, self._side = axis, _oriented(h, ((1, 0, 0), (0, 1, 0)))
         elif s[2] < FLAT_RATIO * s[0]:
             self.resolved = "hemisphere"
-            self._normal = _oriented(vt[2])
+            self._fold_axis = _oriented(vt[2])
         else:
             self.resolved = "full"
 
@@ -345,9 +357,8 @@ class DirectionFinder:
         values = (cc_flat[lo] * (1.0 - frac) + cc_flat[lo + 1] * frac).sum(axis=1)
         k = int(np.argmax(values))
         d, value = self._refine(cc_flat, self._grid[k], float(values[k]))
-        axis = {"hemisphere": getattr(self, "_normal", None), "cone": getattr(self, "_axis", None)}.get(self.resolved)
         return Direction(self._canonical(d), float(np.clip(value / active, 0.0, 1.0)), self.resolved,
-                         (start / self.sample_rate, stop / self.sample_rate), axis,
+                         (start / self.sample_rate, stop / self.sample_rate), self._fold_axis,
                          self.mic_positions.mean(axis=0))
 
     def _buffers(self, frames: int):
@@ -393,13 +404,7 @@ class DirectionFinder:
         return cc.ravel(), int(np.count_nonzero(counts))
 
     def _canonical(self, d: np.ndarray) -> np.ndarray:
-        if self.resolved == "hemisphere":
-            side = float(d @ self._normal)
-            if side < 0:
-                d = d - 2 * side * self._normal
-        elif self.resolved == "cone":
-            u = float(np.clip(d @ self._axis, -1.0, 1.0))
-            d = u * self._axis + math.sqrt(1.0 - u * u) * self._side
+        d = fold(d, self.resolved, self._fold_axis, self._side)
         return d / np.linalg.norm(d)
 
 
@@ -408,11 +413,16 @@ def _finder(positions: tuple, sample_rate: int, speed_of_sound: float) -> Direct
     return DirectionFinder(np.array(positions).reshape(-1, 3), sample_rate, speed_of_sound)
 
 
-def estimate_direction(audio: np.ndarray, sample_rate: int, mic_positions, onset_s: float = 0.0,
-                       speed_of_sound: float = SPEED_OF_SOUND) -> Direction:
-    """:meth:`DirectionFinder.estimate` with a finder cached per (geometry,
-    rate, speed of sound)."""
+def finder_for(mic_positions, sample_rate: int, speed_of_sound: float = SPEED_OF_SOUND) -> DirectionFinder:
+    """The :class:`DirectionFinder` of a (geometry, rate, speed of sound),
+    built once and cached (ValueError for a geometry that is no array)."""
     positions = tuple(float(v) for v in np.asarray(mic_positions, dtype=np.float64).ravel())
     if len(positions) % 3:
         raise ValueError("mic_positions: expected (channels, 3)")
-    return _finder(positions, sample_rate, float(speed_of_sound)).estimate(audio, onset_s)
+    return _finder(positions, sample_rate, float(speed_of_sound))
+
+
+def estimate_direction(audio: np.ndarray, sample_rate: int, mic_positions, onset_s: float = 0.0,
+                       speed_of_sound: float = SPEED_OF_SOUND) -> Direction:
+    """:meth:`DirectionFinder.estimate` with the cached finder of :func:`finder_for`."""
+    return finder_for(mic_positions, sample_rate, speed_of_sound).estimate(audio, onset_s)

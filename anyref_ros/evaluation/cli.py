@@ -79,17 +79,19 @@ def toy_samples(scenes: int, size=(160, 120), seg_token: str = "[SEG]", extra: b
     from ..data.toy_direction import KINDS, ToyDirectionWorld
 
     heard = ToyDirectionWorld(EVAL_SEED, size=tuple(size), seg_token=seg_token)
-    for kind in KINDS:
-        for i in range(len(range(TOY_TASK_ORDER.index("audio"), scenes, len(TOY_TASK_ORDER)))):
+    for kind in KINDS:  # as many as the audio scenes
+        for i in range(_task_count(scenes, "audio")):
             yield heard.sample(i, kind)
 
 
 def toy_sample_count(scenes: int, extra: bool = True) -> int:
     """How many samples ``toy_samples`` yields."""
-    n = len(TOY_TASK_ORDER)
-    quarter = lambda k: len(range(k, scenes, n))  # noqa: E731
-    return scenes + (quarter(TOY_TASK_ORDER.index("text")) + 3 * quarter(TOY_TASK_ORDER.index("audio"))
-                     if extra else 0)
+    return scenes + (_task_count(scenes, "text") + 3 * _task_count(scenes, "audio") if extra else 0)
+
+
+def _task_count(scenes: int, task: str) -> int:
+    """How many of ``scenes`` held-out scenes have ``task`` (tasks in turn)."""
+    return len(range(TOY_TASK_ORDER.index(task), scenes, len(TOY_TASK_ORDER)))
 
 
 def reader_samples(kind: str, args: Dict, limit: int, seg_token: str) -> Iterable:

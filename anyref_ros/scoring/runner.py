@@ -119,7 +119,7 @@ def predict_heard(pipe, sample: Sample) -> Prediction:
     from ..audio.direction import NoDirection, estimate_direction
     from ..audio.signal import to_mono
     from ..geometry import Intrinsics
-    from ..spatial.sound_source import Heard as HeardDirection, choose_source
+    from ..spatial.sound_source import Heard as HeardDirection, choose_source, crop_asker
 
     array = sample.metadata["array"]
     mono = to_mono(sample.audio)
@@ -134,14 +134,7 @@ def predict_heard(pipe, sample: Sample) -> Prediction:
                           heard=Heard(None, r.mask, bool(array["in_view"]), False))
     heard = HeardDirection.in_camera(direction, np.asarray(array["audio_to_camera"]))
 
-    def ask(box):
-        x0, y0, x1, y1 = box
-        again = pipe.segment(np.ascontiguousarray(sample.image[y0:y1, x0:x1]), audio=mono,
-                             sample_rate=sample.sample_rate)
-        full = np.zeros(sample.image.shape[:2], dtype=bool)
-        full[y0:y1, x0:x1] = again.mask
-        return full
-
+    ask = crop_asker(sample.image, lambda crop: pipe.segment(crop, audio=mono, sample_rate=sample.sample_rate).mask)
     choice = choose_source(r.mask if found else np.zeros_like(r.mask, dtype=bool), heard, k, ask=ask)
     error = float(heard.direction.angle_deg(np.asarray(array["direction"])))
     return Prediction(mask=choice.mask, text=r.text, answer=r.answer, found=choice.found,

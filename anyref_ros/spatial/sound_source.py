@@ -34,7 +34,7 @@ Measured on the toy world (``anyref-eval``, groups ``direction_alike`` and
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional
 
 import cv2
@@ -73,8 +73,6 @@ class Heard:
     def in_camera(cls, direction, audio_to_camera: np.ndarray) -> "Heard":
         """``direction`` (audio frame) moved by the 4x4 ``audio_to_camera``
         (points in the audio frame -> camera optical frame)."""
-        from dataclasses import replace
-
         m = np.asarray(audio_to_camera, dtype=np.float64)
         rot = m[:3, :3]
         moved = replace(direction, vector=rot @ direction.vector,
@@ -228,6 +226,23 @@ def crop_box(pixel: tuple[float, float], width: int, height: int) -> Box:
     x0 = int(round(min(max(pixel[0] - side / 2, 0), width - side)))
     y0 = int(round(min(max(pixel[1] - side / 2, 0), height - side)))
     return max(x0, 0), max(y0, 0), min(x0 + side, width), min(y0 + side, height)
+
+
+def crop_asker(image: np.ndarray, segment: Callable[[np.ndarray], Optional[np.ndarray]]
+               ) -> Callable[[Box], Optional[np.ndarray]]:
+    """An ``ask(box)`` for :func:`choose_source`: ``segment(crop)`` (the model's
+    mask of the same sound on a crop of ``image``, or None) pasted back at
+    the image's size."""
+    def ask(box: Box) -> Optional[np.ndarray]:
+        x0, y0, x1, y1 = box
+        mask = segment(np.ascontiguousarray(image[y0:y1, x0:x1]))
+        if mask is None:
+            return None
+        full = np.zeros(image.shape[:2], dtype=bool)
+        full[y0:y1, x0:x1] = mask
+        return full
+
+    return ask
 
 
 def choose_source(mask: np.ndarray, heard: Heard, k: Intrinsics, *, depth_m: Optional[np.ndarray] = None,

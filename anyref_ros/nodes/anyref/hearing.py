@@ -23,7 +23,7 @@ from typing import Callable, Optional
 import numpy as np
 from rclpy.qos import qos_profile_sensor_data
 
-from anyref_ros.audio.direction import DirectionFinder, mic_positions_from_flat
+from anyref_ros.audio.direction import finder_for, mic_positions_from_flat
 from anyref_ros.audio.events import EventConfig, SoundEventDetector
 from anyref_ros.audio.ring import AudioRing
 from anyref_ros.audio.signal import to_mono
@@ -65,7 +65,7 @@ class Hearing:
         mics = None
         if len(p("mic_positions")):
             mics = mic_positions_from_flat(p("mic_positions"))
-            DirectionFinder(mics, 16000)  # ValueError: a geometry that is no microphone array
+            finder_for(mics, 16000)  # ValueError: a geometry that is no microphone array (kept for 16 kHz audio)
         self.mics = mics
         with self._lock:
             self.audio = AudioRing(max(p("audio_window_s"), RING_MIN_S))

@@ -37,6 +37,7 @@ import numpy as np
 from anyref_ros import engine as eng
 from anyref_ros.audio.signal import to_mono
 from anyref_ros.msg import Referral
+from anyref_ros.spatial.sound_source import crop_asker
 from anyref_ros.workers import Worker
 
 from .hearing import SOUND_CLIP_S
@@ -201,24 +202,18 @@ class SoundEvents:
             f"{time.monotonic() - p.detected:.2f} s after detection")
 
     def _asker(self, engine, image: np.ndarray, mono: np.ndarray, rate: int, onset: float):
-        """``ask(box)``: the same sound asked on the crop ``box`` of ``image``,
-        its mask pasted back at the image's size; None when that fails (the
-        first answer still stands)."""
-        def ask(box):
-            x0, y0, x1, y1 = box
-            crop = eng.Request(frame=eng.Frame(image=np.ascontiguousarray(image[y0:y1, x0:x1])), audio=mono,
-                               sample_rate=rate)
+        """``ask(box)`` for the join: the same sound asked on a crop of ``image``;
+        None when that fails (the first answer still stands)."""
+        def segment(crop: np.ndarray):
             try:
-                again, _ = self._run(engine, crop)
+                again, _ = self._run(engine, eng.Request(frame=eng.Frame(image=crop), audio=mono, sample_rate=rate))
             except Exception as exc:  # noqa: BLE001
                 self.log("warning", "sound-reask", f"sound event at {onset:.2f} s: re-asking on a crop failed: "
                                                    f"{clip(exc, 200)}")
                 return None
-            full = np.zeros(image.shape[:2], dtype=bool)
-            full[y0:y1, x0:x1] = again.mask
-            return full
+            return again.mask
 
-        return ask
+        return crop_asker(image, segment)
 
     def _run(self, engine, request: eng.Request):
         """Submit ``request`` and wait for it (copying the waiting event's audio
